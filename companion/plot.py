@@ -1,0 +1,167 @@
+"""One look for every figure of the book: 2-D scatters, density maps, image grids, loss curves.
+
+Every helper returns the ``matplotlib.figure.Figure`` it drew (or draws on the
+``ax`` it is given and returns that axis's figure), so a chapter can save,
+adjust or close it. :func:`course_style` is a context manager; nothing here
+changes matplotlib's global settings on import.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import torch
+from einops import rearrange
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from companion.utils import check_shape
+
+__all__ = ["course_style", "STYLE", "COLORS", "scatter", "density", "log_density_grid",
+           "image_grid", "loss_curves"]
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+"""The book's colour cycle: data blue, model red, then the rest."""
+
+STYLE = {
+    "figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (6.0, 4.0),
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+    "grid.alpha": 0.3, "axes.prop_cycle": mpl.cycler(color=COLORS), "image.cmap": "viridis",
+}
+"""The rcParams of :func:`course_style`."""
+
+
+@contextmanager
+def course_style():
+    """Use the book's matplotlib settings inside a ``with`` block.
+
+    Notebooks call ``plt.style.use(STYLE)`` once instead, for the whole chapter.
+    """
+    with mpl.rc_context(STYLE):
+        yield
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float] = (4.5, 4.5)) -> Axes:
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def scatter(points: torch.Tensor | Mapping[str, torch.Tensor], *, ax: Axes | None = None,
+            s: float = 4.0, alpha: float = 0.5, title: str | None = None,
+            lim: float | None = None) -> Figure:
+    """Scatter one or several 2-D point sets ``(n, 2)`` (a dict gives a legend).
+
+    Example:
+        >>> fig = scatter({"data": torch.randn(10, 2)})
+        >>> len(fig.axes)
+        1
+    """
+    sets = {"": points} if isinstance(points, torch.Tensor) else dict(points)
+    ax = _axes(ax)
+    for label, x in sets.items():
+        check_shape(f"points[{label!r}]" if label else "points", x, "n 2")
+        x = x.detach().cpu()
+        ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, label=label or None, linewidths=0)
+    if len(sets) > 1:
+        ax.legend(markerscale=3, loc="best")
+    if lim is not None:
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim))
+    ax.set_aspect("equal", adjustable="datalim" if lim is None else "box")
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def log_density_grid(log_prob: Callable[[torch.Tensor], torch.Tensor],
+                     bounds: tuple[float, float, float, float], resolution: int = 150
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Evaluate ``log_prob: (n, 2) -> (n,)`` on a grid over ``(xmin, xmax, ymin, ymax)``.
+
+    Returns ``(xx, yy, logp)``, each ``(resolution, resolution)``.
+    """
+    xmin, xmax, ymin, ymax = bounds
+    if not (xmin < xmax and ymin < ymax):
+        raise ValueError(f"bounds must be (xmin, xmax, ymin, ymax) with min < max, got {bounds}")
+    xs = torch.linspace(xmin, xmax, resolution)
+    ys = torch.linspace(ymin, ymax, resolution)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([xx.flatten(), yy.flatten()], dim=1)
+    with torch.no_grad():
+        logp = log_prob(grid)
+    check_shape("log_prob(grid)", logp, "n", n=grid.shape[0])
+    return xx, yy, logp.reshape(resolution, resolution)
+
+
+def density(log_prob: Callable[[torch.Tensor], torch.Tensor],
+            bounds: tuple[float, float, float, float], *, ax: Axes | None = None,
+            resolution: int = 150, log: bool = False, title: str | None = None) -> Figure:
+    """Heat map of a 2-D density ``exp(log_prob)`` (or of ``log_prob`` with ``log=True``)."""
+    xx, yy, logp = log_density_grid(log_prob, bounds, resolution)
+    ax = _axes(ax)
+    values = logp if log else logp.exp()
+    mesh = ax.pcolormesh(xx, yy, values, shading="auto", cmap="magma")
+    ax.figure.colorbar(mesh, ax=ax, shrink=0.8, label="log density" if log else "density")
+    ax.set_aspect("equal")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def image_grid(images: torch.Tensor, *, nrow: int | None = None, ax: Axes | None = None,
+               title: str | None = None, vmin: float = 0.0, vmax: float = 1.0,
+               pad: int = 1) -> Figure:
+    """Tile grey images ``(b, 1, h, w)`` or ``(b, h, w)`` into one picture, ``nrow`` per row.
+
+    Example:
+        >>> fig = image_grid(torch.rand(6, 1, 8, 8), nrow=3)
+        >>> len(fig.axes)
+        1
+    """
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    check_shape("images", images, "b 1 h w")
+    b = images.shape[0]
+    if b == 0:
+        raise ValueError("images is empty")
+    nrow = nrow or int(b ** 0.5 + 0.999)  # images per row
+    rows = -(-b // nrow)
+    images = images.detach().float().cpu().clamp(vmin, vmax)
+    filler = torch.full((nrow * rows - b, *images.shape[1:]), vmin)
+    padded = torch.nn.functional.pad(torch.cat([images, filler]), (pad, pad, pad, pad), value=vmax)
+    tiled = rearrange(padded, "(r c) 1 h w -> (r h) (c w)", r=rows, c=nrow)
+    ax = _axes(ax, figsize=(0.45 * nrow + 0.5, 0.45 * rows + 0.5))
+    ax.imshow(tiled, cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def loss_curves(histories: Mapping[str, Sequence[float]], *, ax: Axes | None = None,
+                smooth: int = 1, ylabel: str = "loss", logy: bool = False,
+                title: str | None = None) -> Figure:
+    """Plot one or more loss histories against the step, optionally as a moving average."""
+    if smooth < 1:
+        raise ValueError(f"smooth must be >= 1, got {smooth}")
+    ax = _axes(ax, figsize=(6.0, 3.5))
+    for label, history in histories.items():
+        h = torch.as_tensor(list(history), dtype=torch.float64)
+        if h.numel() == 0:
+            raise ValueError(f"history {label!r} is empty")
+        if smooth > 1 and h.numel() >= smooth:
+            h = torch.nn.functional.avg_pool1d(h[None, None], smooth, stride=1)[0, 0]
+        ax.plot(torch.arange(h.numel()) + smooth, h, label=label)
+    ax.set(xlabel="step", ylabel=ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if len(histories) > 1:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax.figure

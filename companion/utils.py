@@ -1,0 +1,129 @@
+"""Small utilities every chapter uses: seeding, device choice, showing source code.
+
+Chapters call :func:`seed_everything` once at the top so that every number they
+print is the same from run to run on the same machine, and :func:`show_source`
+to display the companion code they are about to run (the site shows the same
+code with Sphinx's ``literalinclude``).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "get_device", "show_source", "check_shape"]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch, and make PyTorch's CPU kernels deterministic.
+
+    Returns a ``torch.Generator`` seeded with ``seed`` so that callers can pass
+    an explicit generator to the sampling functions of the package.
+
+    Example:
+        >>> g = seed_everything(0)
+        >>> a = torch.rand(2, generator=g)
+        >>> b = seed_everything(0)
+        >>> torch.equal(a, torch.rand(2, generator=b))
+        True
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return the best available device: CUDA, then Apple's MPS, then the CPU.
+
+    ``prefer`` forces one (``"cpu"``, ``"cuda"``, ``"mps"``); asking for an
+    accelerator that is not there raises a ``ValueError`` instead of failing
+    later inside PyTorch.
+
+    Example:
+        >>> get_device("cpu")
+        device(type='cpu')
+    """
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if prefer is not None:
+        if prefer not in available:
+            raise ValueError(f"prefer must be one of {sorted(available)}, got {prefer!r}")
+        if not available[prefer]:
+            raise ValueError(f"device {prefer!r} is not available on this machine")
+        return torch.device(prefer)
+    for name in ("cuda", "mps", "cpu"):
+        if available[name]:
+            return torch.device(name)
+    raise AssertionError("unreachable: the CPU is always available")
+
+
+def show_source(obj: object) -> object:
+    """Show the source code of a function or class, highlighted in Jupyter.
+
+    In a notebook this returns an object that Jupyter renders as highlighted
+    HTML; elsewhere its ``str`` is the plain source.
+    """
+    try:
+        source = inspect.getsource(obj)  # type: ignore[arg-type]
+    except (TypeError, OSError) as err:
+        raise ValueError(f"cannot show the source of {obj!r}: {err}") from err
+    return _Source(source)
+
+
+class _Source:
+    """Source text that renders as highlighted HTML in Jupyter and as text elsewhere."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        formatter = HtmlFormatter(noclasses=True, style="friendly")
+        return highlight(self.text, PythonLexer(), formatter)
+
+
+def check_shape(name: str, x: torch.Tensor, pattern: str, **sizes: int) -> None:
+    """Raise a clear ``ValueError`` unless ``x`` has the shape ``pattern``.
+
+    ``pattern`` names the axes as in einops (``"b 2"``, ``"b c h w"``); a
+    number fixes that axis, a name is free unless given in ``sizes``.
+
+    Example:
+        >>> check_shape("x", torch.zeros(5, 2), "b 2")
+        >>> check_shape("x", torch.zeros(5, 3), "b 2")
+        Traceback (most recent call last):
+        ...
+        ValueError: expected x of shape (b, 2), got (5, 3)
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected {name} to be a torch.Tensor, got {type(x).__name__}")
+    axes = pattern.split()
+    wanted = "(" + ", ".join(axes) + ")"
+    got = "(" + ", ".join(str(s) for s in x.shape) + ")"
+    if x.dim() != len(axes):
+        raise ValueError(f"expected {name} of shape {wanted}, got {got}")
+    for axis, size in zip(axes, x.shape):
+        expected = int(axis) if axis.isdigit() else sizes.get(axis)
+        if expected is not None and size != expected:
+            raise ValueError(f"expected {name} of shape {wanted} with {axis}={expected}, got {got}"
+                             if not axis.isdigit() else f"expected {name} of shape {wanted}, got {got}")
