@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from companion.utils import check_shape
 
-__all__ = ["course_style", "STYLE", "COLORS", "scatter", "density", "log_density_grid",
+__all__ = ["course_style", "STYLE", "COLORS", "scatter", "density", "evaluate_grid",
            "image_grid", "loss_curves"]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
@@ -77,12 +77,13 @@ def scatter(points: torch.Tensor | Mapping[str, torch.Tensor], *, ax: Axes | Non
     return ax.figure
 
 
-def log_density_grid(log_prob: Callable[[torch.Tensor], torch.Tensor],
-                     bounds: tuple[float, float, float, float], resolution: int = 150
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Evaluate ``log_prob: (n, 2) -> (n,)`` on a grid over ``(xmin, xmax, ymin, ymax)``.
+def evaluate_grid(fn: Callable[[torch.Tensor], torch.Tensor],
+                  bounds: tuple[float, float, float, float], resolution: int = 150
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Evaluate ``fn: (n, 2) -> (n,)`` (a log density, a class probability) on a grid.
 
-    Returns ``(xx, yy, logp)``, each ``(resolution, resolution)``.
+    ``bounds`` is ``(xmin, xmax, ymin, ymax)``. Returns ``(xx, yy, values)``,
+    each ``(resolution, resolution)``, ready for ``contour`` or ``pcolormesh``.
     """
     xmin, xmax, ymin, ymax = bounds
     if not (xmin < xmax and ymin < ymax):
@@ -92,16 +93,16 @@ def log_density_grid(log_prob: Callable[[torch.Tensor], torch.Tensor],
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     grid = torch.stack([xx.flatten(), yy.flatten()], dim=1)
     with torch.no_grad():
-        logp = log_prob(grid)
-    check_shape("log_prob(grid)", logp, "n", n=grid.shape[0])
-    return xx, yy, logp.reshape(resolution, resolution)
+        values = fn(grid)
+    check_shape("fn(grid)", values, "n", n=grid.shape[0])
+    return xx, yy, values.reshape(resolution, resolution).float()
 
 
 def density(log_prob: Callable[[torch.Tensor], torch.Tensor],
             bounds: tuple[float, float, float, float], *, ax: Axes | None = None,
             resolution: int = 150, log: bool = False, title: str | None = None) -> Figure:
     """Heat map of a 2-D density ``exp(log_prob)`` (or of ``log_prob`` with ``log=True``)."""
-    xx, yy, logp = log_density_grid(log_prob, bounds, resolution)
+    xx, yy, logp = evaluate_grid(log_prob, bounds, resolution)
     ax = _axes(ax)
     values = logp if log else logp.exp()
     mesh = ax.pcolormesh(xx, yy, values, shading="auto", cmap="magma")
