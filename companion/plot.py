@@ -71,7 +71,7 @@ def scatter(points: torch.Tensor | Mapping[str, torch.Tensor], *, ax: Axes | Non
         ax.legend(markerscale=3, loc="best")
     if lim is not None:
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim))
-    ax.set_aspect("equal", adjustable="datalim" if lim is None else "box")
+    ax.set_aspect("equal")
     if title:
         ax.set_title(title)
     return ax.figure
