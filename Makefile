@@ -17,12 +17,20 @@ $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 	touch $(STAMP)
 
-book: $(STAMP)
+MATHJAX := vendor/node_modules/mathjax/es5
+
+$(MATHJAX): vendor/package.json vendor/package-lock.json
+	npm ci --prefix vendor --no-audit --no-fund --loglevel=error
+	touch $(MATHJAX)
+
+book: $(STAMP) $(MATHJAX)
 	rm -rf _build/html _build/.doctrees _build/jupyter_execute
 	$(BIN)/jupyter-book build . --all -W --keep-going
+	mkdir -p _build/html/_vendor/mathjax
+	cd $(MATHJAX) && cp -r tex-chtml.js input output ui a11y sre $(CURDIR)/_build/html/_vendor/mathjax/
+	$(BIN)/python tests/check_site.py _build/html
 	@echo "The site is in _build/html (open _build/html/index.html)."
 
 test: $(STAMP)

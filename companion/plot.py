@@ -65,7 +65,7 @@ def scatter(points: torch.Tensor | Mapping[str, torch.Tensor], *, ax: Axes | Non
     ax = _axes(ax)
     for label, x in sets.items():
         check_shape(f"points[{label!r}]" if label else "points", x, "n 2")
-        x = x.detach().cpu()
+        x = x.detach().cpu().numpy()
         ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, label=label or None, linewidths=0)
     if len(sets) > 1:
         ax.legend(markerscale=3, loc="best")
@@ -105,7 +105,7 @@ def density(log_prob: Callable[[torch.Tensor], torch.Tensor],
     xx, yy, logp = evaluate_grid(log_prob, bounds, resolution)
     ax = _axes(ax)
     values = logp if log else logp.exp()
-    mesh = ax.pcolormesh(xx, yy, values, shading="auto", cmap="magma")
+    mesh = ax.pcolormesh(xx.numpy(), yy.numpy(), values.numpy(), shading="auto", cmap="magma")
     ax.figure.colorbar(mesh, ax=ax, shrink=0.8, label="log density" if log else "density")
     ax.set_aspect("equal")
     ax.grid(False)
@@ -137,7 +137,7 @@ def image_grid(images: torch.Tensor, *, nrow: int | None = None, ax: Axes | None
     padded = torch.nn.functional.pad(torch.cat([images, filler]), (pad, pad, pad, pad), value=vmax)
     tiled = rearrange(padded, "(r c) 1 h w -> (r h) (c w)", r=rows, c=nrow)
     ax = _axes(ax, figsize=(0.45 * nrow + 0.5, 0.45 * rows + 0.5))
-    ax.imshow(tiled, cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.imshow(tiled.numpy(), cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -157,7 +157,7 @@ def loss_curves(histories: Mapping[str, Sequence[float]], *, ax: Axes | None = N
             raise ValueError(f"history {label!r} is empty")
         if smooth > 1 and h.numel() >= smooth:
             h = torch.nn.functional.avg_pool1d(h[None, None], smooth, stride=1)[0, 0]
-        ax.plot(torch.arange(h.numel()) + smooth, h, label=label)
+        ax.plot((torch.arange(h.numel()) + smooth).numpy(), h.numpy(), label=label)
     ax.set(xlabel="step", ylabel=ylabel)
     if logy:
         ax.set_yscale("log")

@@ -1,0 +1,94 @@
+import math
+
+import pytest
+import torch
+
+from companion import data
+
+
+@pytest.mark.parametrize("sampler", [data.two_moons, data.eight_gaussians, data.swiss_roll, data.checkerboard])
+def test_toy_sets_are_seeded_float_tensors(sampler):
+    a, b = sampler(500, seed=3), sampler(500, seed=3)
+    assert a.shape == (500, 2) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, sampler(500, seed=4))
+    with pytest.raises(ValueError, match="n must be"):
+        sampler(0, seed=0)
+    with pytest.raises(ValueError, match="either seed or generator"):
+        sampler(5, seed=0, generator=torch.Generator())
+
+
+def test_two_moons_lies_on_the_two_half_circles_without_noise():
+    x, y = data.two_moons(2000, noise=0.0, seed=0, return_labels=True)
+    upper = x[y == 0]
+    lower = x[y == 1]
+    assert torch.allclose(upper.norm(dim=1), torch.ones(len(upper)), atol=1e-5)
+    assert (upper[:, 1] >= -1e-6).all()
+    assert torch.allclose((lower - torch.tensor([1.0, 0.5])).norm(dim=1), torch.ones(len(lower)), atol=1e-5)
+    assert abs(y.float().mean().item() - 0.5) < 0.05
+
+
+def test_eight_gaussians_puts_equal_mass_near_each_mode():
+    x = data.eight_gaussians(8000, seed=1)
+    modes = data.ring_modes(8, 2.0)
+    nearest = torch.cdist(x, modes).argmin(dim=1)
+    share = torch.bincount(nearest, minlength=8) / len(x)
+    assert (share - 1 / 8).abs().max() < 0.02
+    assert torch.cdist(x, modes).min(dim=1).values.max() < 0.02 * 6
+
+
+def test_checkerboard_fills_only_dark_squares():
+    x = data.checkerboard(4000, seed=0) / 2          # back to [-2, 2]^2 unit squares
+    cell = torch.floor(x[:, 0]) + torch.floor(x[:, 1])
+    assert (cell % 2 == 0).all()
+
+
+def test_gaussian_classes_match_their_moments(g):
+    means = torch.tensor([[0.0, 0.0], [3.0, -1.0]])
+    covs = torch.stack([torch.eye(2), torch.tensor([[2.0, 0.8], [0.8, 1.0]])])
+    x, y = data.gaussian_classes(40_000, means, covs, generator=g)
+    for c in range(2):
+        assert torch.allclose(x[y == c].mean(0), means[c], atol=0.05)
+        assert torch.allclose(torch.cov(x[y == c].T), covs[c], atol=0.08)
+    with pytest.raises(ValueError, match="covs"):
+        data.gaussian_classes(5, means, torch.eye(2)[None])
+
+
+def test_digits_split_matches_tomczak_by_index():
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    sizes = {s: data.digits(s)[0].shape[0] for s in data.DIGIT_SPLITS}
+    assert sizes == {"train": 1000, "val": 350, "test": 447}
+    x_test, y_test = data.digits("test", as_levels=True)
+    assert x_test.shape == (447, 1, 8, 8) and x_test.dtype == torch.int64
+    assert torch.equal(x_test[0, 0], torch.as_tensor(raw.images[1350], dtype=torch.int64))
+    assert torch.equal(y_test, torch.as_tensor(raw.target[1350:]))
+    x_float, _ = data.digits("test")
+    assert torch.allclose(x_float * 16, x_test.float())
+    assert x_test.min() >= 0 and x_test.max() <= 16
+    with pytest.raises(ValueError, match="split"):
+        data.digits("validation")
+
+
+def test_bits_per_dim_and_uniform_reference():
+    uniform_nats = 64 * math.log(17)          # the uniform model over 17 levels: 181.3 nats
+    assert round(uniform_nats, 1) == 181.3
+    assert data.nats_to_bits_per_dim(uniform_nats) == pytest.approx(math.log2(17))
+    with pytest.raises(ValueError):
+        data.nats_to_bits_per_dim(1.0, dims=0)
+
+
+def test_text_corpus_is_offline_deterministic_and_round_trips():
+    text = data.text_corpus()
+    assert len(text) > 400_000 and text == data.text_corpus()
+    tok = data.CharTokenizer(text)
+    assert 80 <= tok.vocab_size <= 120
+    sample = text[1000:1500]
+    assert tok.decode(tok.encode(sample)) == sample
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        data.CharTokenizer("abc").encode("abd")
+    with pytest.raises(ValueError, match="out of range"):
+        data.CharTokenizer("abc").decode([0, 3])
+    with pytest.raises(ValueError, match="empty"):
+        data.CharTokenizer("")

@@ -1,0 +1,40 @@
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from companion.plot import course_style, density, evaluate_grid, image_grid, loss_curves, scatter  # noqa: E402
+
+
+def test_helpers_return_figures_and_draw_what_they_are_given(g):
+    with course_style():
+        fig = scatter({"a": torch.randn(50, 2, generator=g), "b": torch.randn(30, 2, generator=g)})
+        assert len(fig.axes[0].collections) == 2
+        fig = image_grid(torch.rand(7, 1, 8, 8, generator=g), nrow=4)
+        image = fig.axes[0].images[0].get_array()
+        assert image.shape == (2 * 10, 4 * 10)          # 2 rows of 4 tiles, 8 px + 2 px padding
+        fig = loss_curves({"train": [3.0, 2.0, 1.0], "val": [3.5, 2.5, 1.5]}, smooth=2)
+        assert len(fig.axes[0].lines) == 2
+        fig = density(lambda x: -0.5 * x.pow(2).sum(1), (-3, 3, -3, 3), resolution=20)
+        assert fig.axes[0].collections
+    plt.close("all")
+
+
+def test_evaluate_grid_evaluates_the_function_at_the_grid_points():
+    xx, yy, values = evaluate_grid(lambda p: p[:, 0] + 10 * p[:, 1], (0, 1, 0, 2), resolution=5)
+    assert xx.shape == (5, 5)
+    assert torch.allclose(values, xx + 10 * yy)
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="shape"):
+        scatter(torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="bounds"):
+        evaluate_grid(lambda p: p[:, 0], (1, 0, 0, 1))
+    with pytest.raises(ValueError, match="images"):
+        image_grid(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="empty"):
+        loss_curves({"x": []})
+    plt.close("all")
