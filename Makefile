@@ -6,8 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Quiet progress bars in builds and tests; readers running a notebook still see them.
+# (Do not set MPLBACKEND here: the kernels must keep the inline backend to show figures.)
 export TQDM_DISABLE := 1
-export MPLBACKEND := Agg
 
 .PHONY: book test unit slides clean install
 

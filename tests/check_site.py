@@ -2,37 +2,48 @@
 
 Usage: python tests/check_site.py _build/html
 
-Fails (exit 1) when a page shows a Python traceback (an error raised while a
-figure was drawn is printed, not raised, so the build itself passes), when a
-page loads MathJax from anywhere but the site itself, or when the local
-MathJax the pages point to is missing.
+Fails (exit 1) when a cell output on a page shows a Python traceback or stderr
+(an error raised while a figure is drawn is printed, not raised, so the build
+itself passes), when figures a page draws are missing from it, when a page
+loads a script from the network, or when the local MathJax it points to is missing.
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
-TRACEBACK = re.compile(r"Traceback \(most recent call last\)|<span class=\"ne\">\w+Error</span>")
-SCRIPT_SRC = re.compile(r"<script[^>]+src=\"([^\"]+)\"")
+from bs4 import BeautifulSoup
+
+
+def check_page(page: Path, site: Path) -> list[str]:
+    rel = page.relative_to(site)
+    soup = BeautifulSoup(page.read_text(encoding="utf-8", errors="replace"), "html.parser")
+    problems = []
+    outputs = soup.select("div.cell_output")
+    for output in outputs:
+        if output.select(".output.traceback, .output.stderr") or "Traceback (most recent call last)" in output.get_text():
+            problems.append(f"{rel}: a cell output shows an error or a traceback")
+            break
+    shows = sum("plt.show()" in cell.get_text() for cell in soup.select("div.cell_input"))
+    images = sum(len(output.find_all("img")) for output in outputs)
+    if images < shows:
+        problems.append(f"{rel}: {shows} cells call plt.show() but the page has {images} output images "
+                        "(is MPLBACKEND set for the kernel?)")
+    for script in soup.find_all("script", src=True):
+        src = script["src"]
+        if src.startswith(("http://", "https://", "//")):
+            problems.append(f"{rel}: loads a script from the network: {src}")
+        elif "mathjax" in src.lower() and not (page.parent / src.split("?")[0]).resolve().is_file():
+            problems.append(f"{rel}: MathJax script {src} is missing from the site")
+    return problems
 
 
 def check(site: Path) -> list[str]:
-    problems = []
-    pages = sorted(p for p in site.rglob("*.html") if "_vendor" not in p.parts and "_static" not in p.parts)
+    pages = sorted(p for p in site.rglob("*.html")
+                   if not {"_vendor", "_static", "_modules", "_sources"} & set(p.relative_to(site).parts))
     if not pages:
         return [f"{site}: no HTML pages found; build the site first (make book)"]
-    for page in pages:
-        text = page.read_text(encoding="utf-8", errors="replace")
-        rel = page.relative_to(site)
-        if TRACEBACK.search(text) and "_modules" not in rel.parts:
-            problems.append(f"{rel}: shows a Python traceback")
-        for src in SCRIPT_SRC.findall(text):
-            if src.startswith(("http://", "https://", "//")):
-                problems.append(f"{rel}: loads a script from the network: {src}")
-            elif "mathjax" in src.lower() and not (page.parent / src.split("?")[0]).resolve().is_file():
-                problems.append(f"{rel}: MathJax script {src} is missing from the site")
-    return problems
+    return [problem for page in pages for problem in check_page(page, site)]
 
 
 def main() -> int:
