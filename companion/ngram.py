@@ -1,8 +1,8 @@
 r"""A character n-gram language model: the smallest generative model of text.
 
 An n-gram model of order :math:`n` assumes that each character depends only on
-the :math:`n - 1` characters before it (a Markov chain of order :math:`n - 1`,
-the model Shannon used in 1948 to generate English-like text):
+the :math:`n - 1` characters before it (a Markov chain of order :math:`n - 1`;
+Shannon generated English-like text this way in 1948):
 
 .. math:: p(x_1, \dots, x_T) \approx \prod_t p(x_t \mid x_{t-n+1:t-1}).
 
@@ -18,11 +18,12 @@ add-one rule at :math:`\alpha = 1`, and the uniform distribution for a context
 never seen in training. Order 1 has an empty context: it is the unigram
 (character frequency) model.
 
-Counts are stored sparsely: a context :math:`c = (c_1, \dots, c_{n-1})` is the
-integer :math:`\sum_k c_k V^{n-1-k}` (its digits in base :math:`V`), and a
-(context, next) pair is :math:`cV + x`; the sorted unique keys and their counts
-are all the model keeps, so a high order costs memory in proportion to the text,
-not to :math:`V^{n}`.
+How the counts are stored: every distinct substring of length :math:`k` of the
+training text gets a rank (its index in a sorted table), built one character at
+a time, ``rank_k(s) = index of  rank_{k-1}(s[:-1]) * V + s[-1]`` in the sorted
+table of level :math:`k`. Keys stay below :math:`nV` for a text of :math:`n`
+characters, so any order fits in int64, and memory grows with the text, not
+with :math:`V^{n}`. A substring never seen in training has no rank (``-1``).
 
 Example:
     >>> from companion.data import CharTokenizer
@@ -38,6 +39,7 @@ Example:
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 import torch
@@ -46,12 +48,13 @@ __all__ = ["NGramModel"]
 
 
 class NGramModel:
-    """A character n-gram model with add-alpha smoothing.
+    r"""A character n-gram model with add-alpha smoothing.
 
     Args:
-        order: :math:`n \\ge 1`; each character is predicted from the previous ``order - 1``.
+        order: :math:`n \ge 1`; each character is predicted from the previous ``order - 1``.
         vocab_size: :math:`V`, the number of distinct token ids (ids are ``0..V-1``).
-        alpha: the smoothing pseudo-count :math:`\\alpha > 0` added to every (context, next) count.
+        alpha: the pseudo-count :math:`\alpha > 0` added to every (context, next) count.
+            The default, 1, is Laplace's rule; high orders need a much smaller one.
     """
 
     def __init__(self, order: int, vocab_size: int, alpha: float = 1.0) -> None:
@@ -63,22 +66,19 @@ class NGramModel:
                 or not math.isfinite(alpha):
             raise ValueError(f"alpha must be a finite number > 0 (alpha = 0 gives log 0 for unseen pairs), "
                              f"got {alpha!r}")
-        if vocab_size ** order >= 2 ** 62:
-            raise ValueError(f"vocab_size ** order = {vocab_size}**{order} does not fit the int64 keys; "
-                             f"use a lower order or a smaller vocabulary")
         self.order = order
         self.vocab_size = vocab_size
         self.alpha = float(alpha)
-        self._pair_keys: torch.Tensor | None = None  # sorted unique (context * V + next), (p,)
-        self._pair_counts: torch.Tensor | None = None  # (p,) float64
-        self._context_keys: torch.Tensor | None = None  # sorted unique contexts, (c,)
-        self._context_counts: torch.Tensor | None = None  # (c,) float64
+        self._tables: list[torch.Tensor] | None = None  # level k = 1..order: sorted keys, (u_k,)
+        self._lists: list[list[int]] = []  # the same tables as Python lists, for fast scalar lookups
+        self._pair_counts: torch.Tensor | None = None  # N(c, x) per rank of level `order`, (u_order,)
+        self._context_counts: torch.Tensor | None = None  # N(c) per rank of level `order - 1`
 
     def __repr__(self) -> str:
-        fitted = "unfitted" if self._pair_keys is None else f"{len(self._context_keys)} contexts"
+        fitted = "unfitted" if self._tables is None else f"{len(self._context_counts)} contexts"
         return f"NGramModel(order={self.order}, vocab_size={self.vocab_size}, alpha={self.alpha}, {fitted})"
 
-    # --- input checks and keys ----------------------------------------------
+    # --- input checks and ranks -----------------------------------------------
 
     def _check_ids(self, name: str, ids: torch.Tensor, min_len: int) -> torch.Tensor:
         if not isinstance(ids, torch.Tensor):
@@ -94,23 +94,40 @@ class NGramModel:
                              f"min {int(ids.min())}, max {int(ids.max())}")
         return ids.to(torch.int64).cpu()
 
-    def _context_and_pair_keys(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys of every window of ``order`` ids: contexts ``(n - order + 1,)`` and pairs (same shape)."""
-        windows = ids.unfold(0, self.order, 1)  # (w, order): w = n - order + 1
-        powers = self.vocab_size ** torch.arange(self.order - 1, -1, -1, dtype=torch.int64)  # V^(n-1) .. 1
-        pairs = windows @ powers  # c * V + x
-        contexts = pairs // self.vocab_size
-        return contexts, pairs
-
     def _require_fit(self) -> None:
-        if self._pair_keys is None:
+        if self._tables is None:
             raise ValueError("the model is not fitted yet: call .fit(ids) first")
 
-    @staticmethod
-    def _lookup(keys: torch.Tensor, counts: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """``counts`` of each ``query`` key in the sorted ``keys``, 0 where absent."""
-        pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
-        return torch.where(keys[pos] == query, counts[pos], torch.zeros((), dtype=counts.dtype))
+    def _ranks(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ranks of every context and every (context, next) pair of ``ids``, -1 where unseen in training.
+
+        Returns two ``(n - order + 1,)`` tensors: the rank of ``ids[i : i + order - 1]``
+        and of ``ids[i : i + order]``.
+        """
+        n, w = len(ids), len(ids) - self.order + 1
+        rank = torch.zeros(n + 1, dtype=torch.int64)  # level 0: the empty string, rank 0
+        context = rank[:w]
+        for k in range(1, self.order + 1):
+            table = self._tables[k - 1]
+            key = rank[: n - k + 1] * self.vocab_size + ids[k - 1:]  # (n - k + 1,)
+            pos = torch.searchsorted(table, key).clamp(max=len(table) - 1)
+            found = (table[pos] == key) & (rank[: n - k + 1] >= 0)
+            rank = torch.where(found, pos, -1)
+            if k == self.order - 1:
+                context = rank[:w]
+        return context, rank[:w]
+
+    def _rank_of(self, context: list[int]) -> int:
+        """Rank of one context (a list of ids), -1 if it never occurred in training."""
+        rank = 0
+        for k, x in enumerate(context):
+            table = self._lists[k]
+            key = rank * self.vocab_size + x
+            pos = bisect.bisect_left(table, key)
+            if pos == len(table) or table[pos] != key:
+                return -1
+            rank = pos
+        return rank
 
     # --- the model -------------------------------------------------------------
 
@@ -121,11 +138,21 @@ class NGramModel:
         as context: :math:`n - \text{order} + 1` pairs are counted.
         """
         ids = self._check_ids("ids", ids, self.order)
-        contexts, pairs = self._context_and_pair_keys(ids)
-        self._pair_keys, pair_counts = torch.unique(pairs, sorted=True, return_counts=True)
-        self._context_keys, context_counts = torch.unique(contexts, sorted=True, return_counts=True)
-        self._pair_counts = pair_counts.double()
-        self._context_counts = context_counts.double()
+        n, tables = len(ids), []
+        rank = torch.zeros(n + 1, dtype=torch.int64)
+        for k in range(1, self.order + 1):  # rank every substring of length k
+            key = rank[: n - k + 1] * self.vocab_size + ids[k - 1:]
+            table, rank = torch.unique(key, sorted=True, return_inverse=True)
+            tables.append(table)
+            if k == self.order - 1:
+                context_rank = rank[: n - self.order + 1]  # contexts that have a next character
+        self._tables = tables
+        self._lists = [t.tolist() for t in tables]
+        self._pair_counts = torch.bincount(rank, minlength=len(tables[-1])).double()  # N(c, x)
+        if self.order == 1:
+            self._context_counts = torch.tensor([float(n)], dtype=torch.float64)
+        else:
+            self._context_counts = torch.bincount(context_rank, minlength=len(tables[-2])).double()  # N(c)
         return self
 
     def conditional(self, context: torch.Tensor) -> torch.Tensor:
@@ -139,20 +166,15 @@ class NGramModel:
         if len(context) != self.order - 1:
             raise ValueError(f"expected context of shape ({self.order - 1},) for order {self.order}, "
                              f"got {tuple(context.shape)}")
-        return self._conditional_from_key(self._context_key(context))
+        return self._conditional_from_rank(self._rank_of(context.tolist()))
 
-    def _context_key(self, context: torch.Tensor) -> int:
-        key = 0
-        for c in context.tolist():
-            key = key * self.vocab_size + c
-        return key
-
-    def _conditional_from_key(self, key: int) -> torch.Tensor:
+    def _conditional_from_rank(self, rank: int) -> torch.Tensor:
         v = self.vocab_size
-        lo = int(torch.searchsorted(self._pair_keys, torch.tensor(key * v)))
-        hi = int(torch.searchsorted(self._pair_keys, torch.tensor(key * v + v)))
         counts = torch.zeros(v, dtype=torch.float64)
-        counts[self._pair_keys[lo:hi] - key * v] = self._pair_counts[lo:hi]
+        if rank >= 0:  # the pairs (c, x) of a context are one contiguous block of the sorted table
+            table = self._lists[-1]
+            lo, hi = bisect.bisect_left(table, rank * v), bisect.bisect_left(table, rank * v + v)
+            counts[self._tables[-1][lo:hi] - rank * v] = self._pair_counts[lo:hi]
         # p(x | c) = (N(c, x) + alpha) / (N(c) + alpha V)
         return (counts + self.alpha) / (counts.sum() + self.alpha * v)
 
@@ -168,10 +190,11 @@ class NGramModel:
         """
         self._require_fit()
         ids = self._check_ids("ids", ids, self.order)
-        contexts, pairs = self._context_and_pair_keys(ids)
-        pair_counts = self._lookup(self._pair_keys, self._pair_counts, pairs)
-        context_counts = self._lookup(self._context_keys, self._context_counts, contexts)
-        log_p = torch.log(pair_counts + self.alpha) - torch.log(context_counts + self.alpha * self.vocab_size)
+        context, pair = self._ranks(ids)
+        zero = torch.zeros((), dtype=torch.float64)
+        n_cx = torch.where(pair >= 0, self._pair_counts[pair.clamp(min=0)], zero)  # N(c, x)
+        n_c = torch.where(context >= 0, self._context_counts[context.clamp(min=0)], zero)  # N(c)
+        log_p = torch.log(n_cx + self.alpha) - torch.log(n_c + self.alpha * self.vocab_size)
         return -log_p.mean().item()
 
     @torch.no_grad()
@@ -187,17 +210,25 @@ class NGramModel:
         self._require_fit()
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
-        k, v = self.order - 1, self.vocab_size
+        k = self.order - 1
         if prompt is not None:
             prompt = self._check_ids("prompt", prompt, k)
-            key = self._context_key(prompt[len(prompt) - k:])
+            context = prompt[len(prompt) - k:].tolist()
         else:
-            which = torch.multinomial(self._context_counts, 1, generator=generator)
-            key = int(self._context_keys[which])
-        out = torch.empty(n, dtype=torch.int64)
-        modulus = v ** k  # keeps the key to the last k ids: drop the oldest digit
-        for t in range(n):
-            x = int(torch.multinomial(self._conditional_from_key(key), 1, generator=generator))
-            out[t] = x
-            key = (key * v + x) % modulus if k > 0 else 0
-        return out
+            rank = int(torch.multinomial(self._context_counts, 1, generator=generator))
+            context = self._spell(rank, k)
+        out = []
+        for _ in range(n):
+            p = self._conditional_from_rank(self._rank_of(context))
+            x = int(torch.multinomial(p, 1, generator=generator))
+            out.append(x)
+            context = (context + [x])[1:] if k > 0 else []
+        return torch.tensor(out, dtype=torch.int64)
+
+    def _spell(self, rank: int, length: int) -> list[int]:
+        """The ids of the substring with this rank at level ``length`` (inverse of :meth:`_rank_of`)."""
+        ids = []
+        for k in range(length, 0, -1):
+            rank, x = divmod(self._lists[k - 1][rank], self.vocab_size)
+            ids.append(x)
+        return ids[::-1]

@@ -108,20 +108,28 @@ def test_sampling_is_deterministic_with_a_seeded_generator_and_follows_the_count
 def test_sample_frequencies_match_the_conditional(gen):
     model = NGramModel(1, 3, alpha=1.0).fit(torch.tensor([0, 0, 0, 0, 0, 0, 1, 1]))
     p = model.conditional(torch.tensor([], dtype=torch.int64))  # (6+1, 2+1, 0+1) / 11
-    draws = model.sample(20_000, generator=gen)
+    draws = model.sample(8_000, generator=gen)
     freq = torch.bincount(draws, minlength=3).double() / len(draws)
-    torch.testing.assert_close(freq, p, atol=0.015, rtol=0)
+    torch.testing.assert_close(freq, p, atol=0.02, rtol=0)  # about 4 standard errors
 
 
-def test_high_order_sampling_on_a_long_text_is_fast(gen):
+def test_high_order_fits_any_order_and_without_smoothing_copies_the_training_text(gen):
     from companion.data import text_corpus
 
-    text = text_corpus()[:100_000]
-    tok = CharTokenizer(text)
-    model = NGramModel(8, tok.vocab_size, alpha=0.01).fit(tok.encode(text))
+    corpus = text_corpus()
+    tok = CharTokenizer(corpus)
+    text = corpus[:30_000]
+    ids = tok.encode(text)
+    model = NGramModel(25, tok.vocab_size, alpha=1e-9).fit(ids)  # V**25 keys would overflow int64
+    assert model.nll(ids) < 0.05  # almost every 24-character context has one continuation
     start = time.perf_counter()
-    model.sample(500, generator=gen)
-    assert time.perf_counter() - start < 2.0
+    out = tok.decode(model.sample(300, generator=gen))  # starts from a context drawn from the text
+    assert time.perf_counter() - start < 3.0
+    # every 25-character window of the sample occurs in the training text
+    assert all(out[i:i + 25] in text for i in range(len(out) - 24))
+    # a held-out text is mostly unseen contexts: close to the uniform log V nats per character
+    held_out = tok.encode(corpus[200_000:201_000])
+    assert model.nll(held_out) > 0.5 * math.log(tok.vocab_size)
 
 
 def test_bad_input_raises_clear_errors():
@@ -131,8 +139,6 @@ def test_bad_input_raises_clear_errors():
         NGramModel(2, 0)
     with pytest.raises(ValueError, match="alpha"):
         NGramModel(2, 3, alpha=0.0)
-    with pytest.raises(ValueError, match="int64"):
-        NGramModel(20, 200)
     model = NGramModel(3, 4)
     with pytest.raises(ValueError, match="not fitted"):
         model.nll(torch.tensor([0, 1, 2]))
