@@ -1,0 +1,136 @@
+"""Sphinx extension for the course site (Jupyter Book 1.x, ``sphinx.local_extensions``).
+
+On every page that is a notebook (a chapter), it
+
+* adds a "slides" button to the page header that opens the chapter's reveal.js deck,
+  ``slides/<page>.html`` (built after the site by ``tools/slides.py``, which builds a
+  deck for exactly the pages that carry this button);
+* points the Colab launch button at a notebook that Colab can open. The theme links
+  the ``.md`` source, which Colab cannot read; ``tools/notebooks.py`` writes a
+  Colab-ready ``.ipynb`` to ``_notebooks/<page>.ipynb`` in the site, and the Pages
+  workflow publishes the site to the branch ``course_notebooks_branch``, so Colab
+  opens ``github/<org>/<repo>/blob/<branch>/_notebooks/<page>.ipynb``.
+
+On every page it also removes a script that another extension registered twice
+(sphinx-thebe's inline ``const THEBE_JS_URL = ...`` ends up twice in every page, and
+the second copy throws "Identifier has already been declared"), and it sets the theme's
+``default_mode`` (an ``html_context`` value) to ``light`` (left empty, pydata-sphinx-theme logs "Got invalid theme
+mode" as a console error on a reader's first visit; the figures are drawn for a light
+background). The browser test (tests/test_site_browser.py) fails on either error.
+
+And, for the student edition (``make student``), removes every exercise solution from
+the pages. (sphinx-exercise 1.2's own ``hide_solutions`` cannot do it for the gated
+solutions the chapters use: it drops only the ``solution-start`` marker, which leaves
+the solution's content in place and an orphan ``solution-end`` node that stops the
+HTML build with "unknown node type".)
+
+Configuration (``_config.yml``, ``sphinx: config:``):
+``course_notebooks_branch`` (default ``"gh-pages"``; empty: leave the Colab button alone);
+``course_student_edition`` (default ``False``).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.builders.html._assets import _JavaScript
+from sphinx.transforms import SphinxTransform
+from sphinx_exercise.nodes import solution_node
+
+SLIDES_DIR = "slides"
+NOTEBOOKS_DIR = "_notebooks"
+REQUIREJS = "_vendor/requirejs/require.js"
+WIDGETS_DIR = "_vendor/html-manager"
+
+
+def is_notebook(app: Sphinx, pagename: str, context: dict[str, Any]) -> bool:
+    """The test sphinx-book-theme uses for its launch buttons: a kernelspec, or an .ipynb source."""
+    metadata = app.env.metadata.get(pagename, {})
+    return "kernelspec" in metadata or "ipynb" in context.get("page_source_suffix", "")
+
+
+def slides_button(context: dict[str, Any], pagename: str) -> dict[str, str]:
+    return {
+        "type": "link",
+        "url": context["pathto"](f"{SLIDES_DIR}/{pagename}.html", 1),
+        "tooltip": "Present this chapter as slides",
+        "icon": "fas fa-person-chalkboard",
+        "label": "slides-button",
+    }
+
+
+def colab_notebook_url(colab_url: str, org: str, repo: str, branch: str, pagename: str) -> str:
+    return f"{colab_url.rstrip('/')}/github/{org}/{repo}/blob/{branch}/{NOTEBOOKS_DIR}/{pagename}.ipynb"
+
+
+def add_course_buttons(app: Sphinx, pagename: str, templatename: str,
+                       context: dict[str, Any], doctree: Any) -> None:
+    buttons = context.get("header_buttons")
+    if buttons is None or doctree is None or not is_notebook(app, pagename, context):
+        return
+    buttons.insert(0, slides_button(context, pagename))
+
+    branch = app.config.course_notebooks_branch
+    colab_url = app.config.html_theme_options.get("launch_buttons", {}).get("colab_url", "")
+    org, repo = context.get("github_user"), context.get("github_repo")
+    if not (branch and colab_url and org and repo):
+        return
+    for group in buttons:
+        for button in group.get("buttons", []):
+            if button.get("text") == "Colab":
+                button["url"] = colab_notebook_url(colab_url, org, repo, branch, pagename)
+
+
+def fix_scripts(app: Sphinx, pagename: str, templatename: str,
+                        context: dict[str, Any], doctree: Any) -> None:
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        # The same file or inline body (registered with filename None or ""), whatever
+        # priority each registration gave it.
+        key = (str(getattr(script, "filename", script) or ""),
+               tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    # On a page with widgets (myst-nb adds require.js and the widget manager), tell
+    # require.js where the manager's modules live: their fonts are fetched relative to
+    # the modules' URLs, which otherwise point to <page folder>/@jupyter-widgets/.
+    for i, script in enumerate(unique):
+        if str(getattr(script, "filename", "")).endswith(REQUIREJS):
+            root = context["pathto"]("", 1).rstrip("/") or "."
+            where = f"{root}/{WIDGETS_DIR}"
+            paths = {"@jupyter-widgets": where, "@jupyter-widgets/html-manager/dist": where}
+            unique.insert(i, _JavaScript("", priority=script.priority,
+                                         body=f"var require = {{paths: {json.dumps(paths)}}};"))
+            break
+    if "script_files" in context:
+        context["script_files"][:] = unique
+
+
+def light_by_default(app: Sphinx, config: Any) -> None:
+    # pydata-sphinx-theme reads the default colour mode from html_context.
+    config.html_context.setdefault("default_mode", "light")
+
+
+class RemoveSolutions(SphinxTransform):
+    """Student edition: drop the solution nodes, after sphinx-exercise merged the gated ones."""
+
+    default_priority = 11       # sphinx-exercise's MergeGatedSolutions runs at 10
+
+    def apply(self, **kwargs: Any) -> None:
+        if not self.config.course_student_edition:
+            return
+        for node in list(self.document.findall(solution_node)):
+            node.parent.remove(node)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_config_value("course_notebooks_branch", "gh-pages", "html")
+    app.add_config_value("course_student_edition", False, "env")
+    app.add_transform(RemoveSolutions)
+    app.connect("config-inited", light_by_default)
+    app.connect("html-page-context", fix_scripts, priority=900)
+    # After sphinx-book-theme has filled context["header_buttons"] (its handlers run at 501).
+    app.connect("html-page-context", add_course_buttons, priority=510)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
