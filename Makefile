@@ -61,7 +61,7 @@ slides: $(STAMP) $(NPM_STAMP)
 # or the browser named by CHROMIUM=/path/to/chrome.
 site-test: $(STAMP)
 	test -f $(SITE)/index.html || $(MAKE) book
-	$(BIN)/python -m pytest tests/test_slides.py tests/test_site_browser.py -m site \
+	$(BIN)/python -m pytest tests/test_slides.py tests/test_site_links.py tests/test_site_browser.py -m site \
 		--durations=5 -p no:cacheprovider
 
 test: $(STAMP)

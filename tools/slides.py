@@ -14,7 +14,8 @@ The rule authors follow (README.md, "Slides"):
   objectives) make the title slide;
 * each ``##`` section starts a slide; each ``###`` sub-section inside it is a
   sub-slide below it (reveal.js: press the down arrow); deeper levels stay on their
-  ``###`` slide; a slide too long for the screen scrolls;
+  ``###`` slide; a figure that follows more than a few lines of text moves to a
+  continuation sub-slide, so that it is seen whole; a slide still too long scrolls;
 * code cells show their input and output; a cell tagged ``hide-input``,
   ``remove-input`` or ``hide-slide-input`` shows only its output, and one tagged
   ``remove-slide`` is left out of the deck; ``remove-cell`` cells (check cells) are
@@ -40,6 +41,7 @@ BUTTON = "a.btn-slides-button"
 INPUT_HIDDEN_TAGS = ("tag_hide-input", "tag_remove-input", "tag_hide-slide-input")
 SKIPPED_TAG = "tag_remove-slide"
 REVEAL = "_vendor/reveal.js"
+SPLIT_AFTER_CHARS = 600      # a figure after more text than this starts a continuation slide
 
 DECK_CSS = """
 .reveal { font-size: 30px; }
@@ -181,6 +183,43 @@ def _slide(soup: BeautifulSoup, children: list, section_id: str | None = None, c
     return slide
 
 
+def _is_figure_cell(node) -> bool:
+    return (isinstance(node, Tag) and node.name == "div" and "cell" in node.get("class", [])
+            and node.select_one("div.cell_output img") is not None)
+
+
+def _chunks(nodes: list) -> list[list]:
+    """Split a slide's content before a figure that follows a lot of text (it would not fit)."""
+    chunks, current, text = [], [], 0
+    for node in nodes:
+        if _is_figure_cell(node) and text > SPLIT_AFTER_CHARS and current:
+            chunks.append(current)
+            current, text = [], 0
+        current.append(node)
+        if isinstance(node, Tag):
+            text += len(node.get_text(" ", strip=True))
+    return chunks + [current] if current else chunks
+
+
+def _kicker(soup: BeautifulSoup, text: str) -> Tag:
+    kicker = soup.new_tag("p", attrs={"class": "kicker"})
+    kicker.string = text
+    return kicker
+
+
+def _paginated(soup: BeautifulSoup, nodes: list, section_id: str | None, title: str,
+               kicker: str | None = None) -> list[Tag]:
+    """One slide for `nodes`, or several when a figure would be pushed off the screen."""
+    slides = []
+    for i, chunk in enumerate(_chunks(nodes)):
+        if i == 0:
+            lead = [_kicker(soup, kicker)] if kicker else []
+            slides.append(_slide(soup, lead + chunk, section_id))
+        else:
+            slides.append(_slide(soup, [_kicker(soup, f"{title} (continued)")] + chunk))
+    return slides
+
+
 def split(soup: BeautifulSoup, top: Tag, chapter_link: str) -> list[Tag]:
     """Slides from the page's section tree: h1 (title), h2 (slides), h3 (sub-slides)."""
     children = list(top.children)
@@ -193,25 +232,23 @@ def split(soup: BeautifulSoup, top: Tag, chapter_link: str) -> list[Tag]:
     slides = [_slide(soup, intro + [link], top.get("id"), ["title-slide"])]
     for section in subsections:
         heading = section.find("h2", recursive=False)
+        title = heading.get_text(" ", strip=True) if heading else ""
         parts = list(section.children)
         subs = [c for c in parts if isinstance(c, Tag) and c.name == "section"]
         own = [c for c in parts if not (isinstance(c, Tag) and c.name == "section")]
-        if not subs:
-            slides.append(_slide(soup, own, section.get("id")))
-            continue
         stack = []
         has_own_content = any(not _is_blank(c) and c is not heading for c in own)
-        if has_own_content:
-            stack.append(_slide(soup, own, section.get("id")))
+        if has_own_content or not subs:
+            stack += _paginated(soup, own, section.get("id"), title)
         for i, sub in enumerate(subs):
+            sub_heading = sub.find("h3", recursive=False)
+            sub_title = sub_heading.get_text(" ", strip=True) if sub_heading else title
             if i == 0 and not has_own_content:
                 lead = [c for c in own if not _is_blank(c)]
-                stack.append(_slide(soup, lead + list(sub.children), section.get("id")))
-                continue
-            kicker = soup.new_tag("p", attrs={"class": "kicker"})
-            kicker.string = heading.get_text(" ", strip=True) if heading else ""
-            stack.append(_slide(soup, [kicker] + list(sub.children), sub.get("id")))
-        slides.append(_slide(soup, stack, classes=["stack"]))
+                stack += _paginated(soup, lead + list(sub.children), section.get("id"), sub_title)
+            else:
+                stack += _paginated(soup, list(sub.children), sub.get("id"), sub_title, kicker=title)
+        slides.append(stack[0] if len(stack) == 1 else _slide(soup, stack, classes=["stack"]))
     return slides
 
 
