@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from array import array
 
 import torch
 
@@ -70,7 +71,7 @@ class NGramModel:
         self.vocab_size = vocab_size
         self.alpha = float(alpha)
         self._tables: list[torch.Tensor] | None = None  # level k = 1..order: sorted keys, (u_k,)
-        self._lists: list[list[int]] = []  # the same tables as Python lists, for fast scalar lookups
+        self._arrays: list[array] = []  # the same memory as int64 arrays, for fast scalar bisection
         self._pair_counts: torch.Tensor | None = None  # N(c, x) per rank of level `order`, (u_order,)
         self._context_counts: torch.Tensor | None = None  # N(c) per rank of level `order - 1`
 
@@ -121,7 +122,7 @@ class NGramModel:
         """Rank of one context (a list of ids), -1 if it never occurred in training."""
         rank = 0
         for k, x in enumerate(context):
-            table = self._lists[k]
+            table = self._arrays[k]
             key = rank * self.vocab_size + x
             pos = bisect.bisect_left(table, key)
             if pos == len(table) or table[pos] != key:
@@ -146,8 +147,9 @@ class NGramModel:
             tables.append(table)
             if k == self.order - 1:
                 context_rank = rank[: n - self.order + 1]  # contexts that have a next character
-        self._tables = tables
-        self._lists = [t.tolist() for t in tables]
+        # keep each table once, as an int64 array that torch views without a copy
+        self._arrays = [array("q", t.numpy().tobytes()) for t in tables]
+        self._tables = [torch.frombuffer(a, dtype=torch.int64) for a in self._arrays]
         self._pair_counts = torch.bincount(rank, minlength=len(tables[-1])).double()  # N(c, x)
         if self.order == 1:
             self._context_counts = torch.tensor([float(n)], dtype=torch.float64)
@@ -172,7 +174,7 @@ class NGramModel:
         v = self.vocab_size
         counts = torch.zeros(v, dtype=torch.float64)
         if rank >= 0:  # the pairs (c, x) of a context are one contiguous block of the sorted table
-            table = self._lists[-1]
+            table = self._arrays[-1]
             lo, hi = bisect.bisect_left(table, rank * v), bisect.bisect_left(table, rank * v + v)
             counts[self._tables[-1][lo:hi] - rank * v] = self._pair_counts[lo:hi]
         # p(x | c) = (N(c, x) + alpha) / (N(c) + alpha V)
@@ -229,6 +231,6 @@ class NGramModel:
         """The ids of the substring with this rank at level ``length`` (inverse of :meth:`_rank_of`)."""
         ids = []
         for k in range(length, 0, -1):
-            rank, x = divmod(self._lists[k - 1][rank], self.vocab_size)
+            rank, x = divmod(self._arrays[k - 1][rank], self.vocab_size)
             ids.append(x)
         return ids[::-1]
