@@ -135,8 +135,9 @@ class Reader:
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: uncaught exception: {exc}"))
         page.on("requestfailed", lambda req: urlparse(req.url).netloc == self.host and self.errors.append(
             f"{page.url}: failed to load {req.url}"))
-        page.on("response", lambda resp: resp.status >= 400 and self.errors.append(
-            f"{page.url}: HTTP {resp.status} for {resp.url}"))
+        # (a browser may ask for /favicon.ico by itself; the site has none)
+        page.on("response", lambda resp: resp.status >= 400 and not resp.url.endswith("/favicon.ico")
+                and self.errors.append(f"{page.url}: HTTP {resp.status} for {resp.url}"))
 
     def open(self, path: str):
         page = self.context.new_page()
