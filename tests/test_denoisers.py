@@ -1,0 +1,71 @@
+import math
+
+import pytest
+import torch
+
+from companion.denoisers import MLPDenoiser, MLPDenoiserConfig, TinyUNet, UNetConfig, sinusoidal_embedding
+from companion.diffusion import NoiseSchedule, ddpm_loss
+from companion.train import train
+
+
+def test_sinusoidal_embedding_is_the_transformer_formula():
+    t = torch.tensor([0, 3, 250])
+    e = sinusoidal_embedding(t, 8, max_period=10_000.0)
+    for row, step in zip(e, t.tolist()):
+        freqs = [10_000.0 ** (-i / 4) for i in range(4)]
+        expected = [math.sin(step * f) for f in freqs] + [math.cos(step * f) for f in freqs]
+        assert torch.allclose(row, torch.tensor(expected), atol=1e-4)
+
+
+def test_nearby_timesteps_get_nearby_embeddings():
+    e = sinusoidal_embedding(torch.arange(200), 32)
+    d = torch.cdist(e, e)
+    assert (d[100, 101] < d[100, 110]) and (d[100, 110] < d[100, 190])
+
+
+def test_conditional_networks_treat_missing_labels_as_label_minus_one(g):
+    for net, x in [(MLPDenoiser(MLPDenoiserConfig(num_classes=3)), torch.randn(4, 2, generator=g)),
+                   (TinyUNet(UNetConfig(channels=8)), torch.randn(4, 1, 8, 8, generator=g))]:
+        t = torch.tensor([0, 1, 50, 99])
+        none = torch.full((4,), -1)
+        assert torch.allclose(net(x, t), net(x, t, none), atol=1e-6)
+        assert not torch.allclose(net(x, t, torch.tensor([0, 1, 2, 0])), net(x, t, none))
+
+
+def test_every_parameter_of_the_unet_gets_a_gradient(g):
+    net = TinyUNet(UNetConfig(channels=8))
+    out = net(torch.randn(3, 1, 8, 8, generator=g), torch.tensor([1, 2, 3]), torch.tensor([0, -1, 9]))
+    out.pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_the_mlp_learns_the_noise_of_a_gaussian_better_than_guessing_zero():
+    # For data N(0, 0.1^2 I) most of x_t is noise: a trained denoiser must beat
+    # the loss 1.0 of predicting zero noise by a wide margin.
+    torch.manual_seed(0)
+    s = NoiseSchedule.linear(50)
+    net = MLPDenoiser(MLPDenoiserConfig(hidden=32, depth=2))
+    data = 0.1 * torch.randn(2048, 2, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    history = train(lambda x: ddpm_loss(net, x, s, generator=gen), net.parameters(), data,
+                    steps=200, lr=3e-3, batch_size=128, progress=False)
+    assert sum(history[-50:]) / 50 < 0.5
+
+
+def test_bad_input_raises_clear_errors():
+    mlp, unet = MLPDenoiser(), TinyUNet(UNetConfig(channels=8))
+    t = torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_embedding(t, 7)
+    with pytest.raises(ValueError, match=r"shape \(b, d\) with d=2"):
+        mlp(torch.zeros(2, 3), t)
+    with pytest.raises(ValueError, match="int64"):
+        mlp(torch.zeros(2, 2), t.float())
+    with pytest.raises(ValueError, match="unconditional"):
+        mlp(torch.zeros(2, 2), t, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"shape \(b, 1, 8, 8\)"):
+        unet(torch.zeros(2, 1, 16, 16), t)
+    with pytest.raises(ValueError, match=r"in \[-1, 10\)"):
+        unet(torch.zeros(2, 1, 8, 8), t, torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="t of shape"):
+        unet(torch.zeros(2, 1, 8, 8), torch.tensor([1, 2, 3]))
