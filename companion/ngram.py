@@ -24,6 +24,8 @@ a time, ``rank_k(s) = index of  rank_{k-1}(s[:-1]) * V + s[-1]`` in the sorted
 table of level :math:`k`. Keys stay below :math:`nV` for a text of :math:`n`
 characters, so any order fits in int64, and memory grows with the text, not
 with :math:`V^{n}`. A substring never seen in training has no rank (``-1``).
+The sorting and searching run in NumPy, whose sort is single-threaded: counting
+costs the same on a busy machine as on an idle one.
 
 Example:
     >>> from companion.data import CharTokenizer
@@ -43,6 +45,7 @@ import bisect
 import math
 from array import array
 
+import numpy as np
 import torch
 
 __all__ = ["NGramModel"]
@@ -70,7 +73,7 @@ class NGramModel:
         self.order = order
         self.vocab_size = vocab_size
         self.alpha = float(alpha)
-        self._tables: list[torch.Tensor] | None = None  # level k = 1..order: sorted keys, (u_k,)
+        self._tables: list[np.ndarray] | None = None  # level k = 1..order: sorted keys, (u_k,)
         self._arrays: list[array] = []  # the same memory as int64 arrays, for fast scalar bisection
         self._pair_counts: torch.Tensor | None = None  # N(c, x) per rank of level `order`, (u_order,)
         self._context_counts: torch.Tensor | None = None  # N(c) per rank of level `order - 1`
@@ -99,21 +102,21 @@ class NGramModel:
         if self._tables is None:
             raise ValueError("the model is not fitted yet: call .fit(ids) first")
 
-    def _ranks(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _ranks(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ranks of every context and every (context, next) pair of ``ids``, -1 where unseen in training.
 
-        Returns two ``(n - order + 1,)`` tensors: the rank of ``ids[i : i + order - 1]``
+        Returns two ``(n - order + 1,)`` arrays: the rank of ``ids[i : i + order - 1]``
         and of ``ids[i : i + order]``.
         """
         n, w = len(ids), len(ids) - self.order + 1
-        rank = torch.zeros(n + 1, dtype=torch.int64)  # level 0: the empty string, rank 0
+        rank = np.zeros(n + 1, dtype=np.int64)  # level 0: the empty string, rank 0
         context = rank[:w]
         for k in range(1, self.order + 1):
             table = self._tables[k - 1]
             key = rank[: n - k + 1] * self.vocab_size + ids[k - 1:]  # (n - k + 1,)
-            pos = torch.searchsorted(table, key).clamp(max=len(table) - 1)
+            pos = np.minimum(np.searchsorted(table, key), len(table) - 1)
             found = (table[pos] == key) & (rank[: n - k + 1] >= 0)
-            rank = torch.where(found, pos, -1)
+            rank = np.where(found, pos, -1)
             if k == self.order - 1:
                 context = rank[:w]
         return context, rank[:w]
@@ -138,23 +141,25 @@ class NGramModel:
         Fitting again replaces the counts. The first ``order - 1`` ids serve only
         as context: :math:`n - \text{order} + 1` pairs are counted.
         """
-        ids = self._check_ids("ids", ids, self.order)
+        ids = self._check_ids("ids", ids, self.order).numpy()
         n, tables = len(ids), []
-        rank = torch.zeros(n + 1, dtype=torch.int64)
+        rank = np.zeros(n + 1, dtype=np.int64)
         for k in range(1, self.order + 1):  # rank every substring of length k
             key = rank[: n - k + 1] * self.vocab_size + ids[k - 1:]
-            table, rank = torch.unique(key, sorted=True, return_inverse=True)
+            table, rank = np.unique(key, return_inverse=True)  # sorted keys; rank = index into them
             tables.append(table)
             if k == self.order - 1:
                 context_rank = rank[: n - self.order + 1]  # contexts that have a next character
-        # keep each table once, as an int64 array that torch views without a copy
-        self._arrays = [array("q", t.numpy().tobytes()) for t in tables]
-        self._tables = [torch.frombuffer(a, dtype=torch.int64) for a in self._arrays]
-        self._pair_counts = torch.bincount(rank, minlength=len(tables[-1])).double()  # N(c, x)
+        # keep each table once, as an int64 array that NumPy views without a copy
+        self._arrays = [array("q", t.tobytes()) for t in tables]
+        self._tables = [np.frombuffer(a, dtype=np.int64) for a in self._arrays]
+        pair_counts = np.bincount(rank, minlength=len(tables[-1]))  # N(c, x)
+        self._pair_counts = torch.from_numpy(pair_counts.astype(np.float64))
         if self.order == 1:
             self._context_counts = torch.tensor([float(n)], dtype=torch.float64)
         else:
-            self._context_counts = torch.bincount(context_rank, minlength=len(tables[-2])).double()  # N(c)
+            context_counts = np.bincount(context_rank, minlength=len(tables[-2]))  # N(c)
+            self._context_counts = torch.from_numpy(context_counts.astype(np.float64))
         return self
 
     def conditional(self, context: torch.Tensor) -> torch.Tensor:
@@ -176,7 +181,7 @@ class NGramModel:
         if rank >= 0:  # the pairs (c, x) of a context are one contiguous block of the sorted table
             table = self._arrays[-1]
             lo, hi = bisect.bisect_left(table, rank * v), bisect.bisect_left(table, rank * v + v)
-            counts[self._tables[-1][lo:hi] - rank * v] = self._pair_counts[lo:hi]
+            counts[torch.from_numpy(self._tables[-1][lo:hi] - rank * v)] = self._pair_counts[lo:hi]
         # p(x | c) = (N(c, x) + alpha) / (N(c) + alpha V)
         return (counts + self.alpha) / (counts.sum() + self.alpha * v)
 
@@ -191,13 +196,12 @@ class NGramModel:
         :math:`\ln 2` for bits per character.
         """
         self._require_fit()
-        ids = self._check_ids("ids", ids, self.order)
-        context, pair = self._ranks(ids)
-        zero = torch.zeros((), dtype=torch.float64)
-        n_cx = torch.where(pair >= 0, self._pair_counts[pair.clamp(min=0)], zero)  # N(c, x)
-        n_c = torch.where(context >= 0, self._context_counts[context.clamp(min=0)], zero)  # N(c)
-        log_p = torch.log(n_cx + self.alpha) - torch.log(n_c + self.alpha * self.vocab_size)
-        return -log_p.mean().item()
+        context, pair = self._ranks(self._check_ids("ids", ids, self.order).numpy())
+        pair_counts, context_counts = self._pair_counts.numpy(), self._context_counts.numpy()
+        n_cx = np.where(pair >= 0, pair_counts[np.maximum(pair, 0)], 0.0)  # N(c, x)
+        n_c = np.where(context >= 0, context_counts[np.maximum(context, 0)], 0.0)  # N(c)
+        log_p = np.log(n_cx + self.alpha) - np.log(n_c + self.alpha * self.vocab_size)
+        return float(-log_p.mean())
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None,
