@@ -1,0 +1,226 @@
+r"""Scaled dot-product attention, its masks, multi-head attention, positions.
+
+Attention lets every position of a sequence read from every other position it
+is allowed to see, with weights computed from the content itself (Vaswani et
+al., 2017, *Attention is all you need*). For queries
+:math:`Q \in \mathbb{R}^{n \times d_k}`, keys
+:math:`K \in \mathbb{R}^{m \times d_k}` and values
+:math:`V \in \mathbb{R}^{m \times d_v}`,
+
+.. math:: \mathrm{Attention}(Q, K, V)
+          = \mathrm{softmax}\Big(\frac{Q K^\top}{\sqrt{d_k}} + M\Big) V,
+
+where the mask :math:`M` is 0 where query :math:`i` may attend to key
+:math:`j` and :math:`-\infty` where it may not. Shapes follow the book's
+notation: ``b`` batch, ``heads`` heads, ``n`` queries, ``m`` keys, ``dk``
+head dimension. A boolean mask is ``True`` where attention is *allowed*: the
+convention of ``torch.nn.functional.scaled_dot_product_attention`` and the
+opposite of ``torch.nn.MultiheadAttention``'s ``attn_mask``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from companion.utils import check_shape
+
+__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask",
+           "MultiHeadAttention", "sinusoidal_positions", "patchify"]
+
+
+def _check_mask(mask: torch.Tensor, target: tuple[int, ...]) -> None:
+    """``mask`` must be boolean and broadcast to ``target = (b, heads, n, m)``."""
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a bool tensor (True = may attend), got {got}")
+    shape = tuple(mask.shape)
+    fits = zip(reversed(shape), reversed(target))
+    if len(shape) > 4 or not all(s in (1, t) for s, t in fits):
+        raise ValueError(f"mask of shape {shape} does not broadcast to "
+                         f"(b, heads, n, m) = {target}")
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Attention written out: scores, mask, softmax, weighted sum.
+
+    .. math:: A_{ij} = \mathrm{softmax}_j\Big(
+              \frac{q_i \cdot k_j}{\sqrt{d_k}}\Big), \qquad
+              \text{out}_i = \sum_j A_{ij} v_j
+
+    Args:
+        q: queries ``(b, heads, n, dk)``.
+        k: keys ``(b, heads, m, dk)``.
+        v: values ``(b, heads, m, dv)``.
+        mask: bool, broadcastable to ``(b, heads, n, m)``, ``True`` = may
+            attend. A query whose keys are all masked gets zero weights and
+            a zero output (as in PyTorch's fused kernel).
+
+    Returns:
+        ``(out, weights)``: ``out: (b, heads, n, dv)`` and the attention
+        weights ``(b, heads, n, m)``, each row summing to 1.
+
+    Example:
+        >>> q = k = v = torch.randn(2, 4, 5, 8)
+        >>> out, w = scaled_dot_product_attention(q, k, v, causal_mask(5))
+        >>> tuple(out.shape), tuple(w.shape), w[0, 0, 0].tolist()
+        ((2, 4, 5, 8), (2, 4, 5, 5), [1.0, 0.0, 0.0, 0.0, 0.0])
+    """
+    check_shape("q", q, "b heads n dk")
+    b, h, n, dk = q.shape
+    check_shape("k", k, "b heads m dk", b=b, heads=h, dk=dk)
+    m = k.shape[2]
+    check_shape("v", v, "b heads m dv", b=b, heads=h, m=m)
+    # s_ij = q_i . k_j / sqrt(dk)
+    scores = torch.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(dk)
+    if mask is not None:
+        _check_mask(mask, (b, h, n, m))
+        # + M: minus infinity where query i may not attend to key j
+        scores = scores.masked_fill(~mask, float("-inf"))
+    # A: softmax over the keys, each row sums to 1
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        # a fully masked row is 0 / 0 = nan: it gets no weight at all
+        weights = weights.nan_to_num(0.0)
+    # out_i = sum_j A_ij v_j
+    out = torch.einsum("bhij,bhjd->bhid", weights, v)
+    return out, weights
+
+
+def causal_mask(n: int, window: int | None = None, *,
+                device: torch.device | None = None) -> torch.Tensor:
+    r"""The decoder's mask ``(n, n)``: query :math:`i` sees keys :math:`j \le i`.
+
+    With ``window`` it is also *local*: only the last ``window`` positions,
+    :math:`i - \text{window} < j \le i` (sliding-window attention), which
+    turns a one-layer transformer into a fixed-window model.
+
+    Example:
+        >>> causal_mask(3).int()
+        tensor([[1, 0, 0],
+                [1, 1, 0],
+                [1, 1, 1]], dtype=torch.int32)
+        >>> causal_mask(3, window=2).int()[2]
+        tensor([0, 1, 1], dtype=torch.int32)
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be a positive int or None, got {window!r}")
+    i = torch.arange(n, device=device)[:, None]
+    j = torch.arange(n, device=device)[None, :]
+    mask = j <= i
+    if window is not None:
+        mask = mask & (i - j < window)
+    return mask
+
+
+def padding_mask(lengths: torch.Tensor, m: int) -> torch.Tensor:
+    """The padding mask ``(b, 1, 1, m)``: key ``j`` of sequence ``s`` is real iff ``j < lengths[s]``.
+
+    It broadcasts over heads and queries, so padded keys get no attention.
+
+    Example:
+        >>> padding_mask(torch.tensor([2, 3]), 4).int().squeeze()
+        tensor([[1, 1, 0, 0],
+                [1, 1, 1, 0]], dtype=torch.int32)
+    """
+    check_shape("lengths", lengths, "b")
+    if lengths.dtype.is_floating_point or lengths.min() < 1 or lengths.max() > m:
+        raise ValueError(f"lengths must be integers in [1, {m}], got {lengths.tolist()}")
+    mask = torch.arange(m, device=lengths.device)[None, :] < lengths[:, None]
+    return rearrange(mask, "b m -> b 1 1 m")
+
+
+class MultiHeadAttention(nn.Module):
+    r"""Multi-head self-attention: ``heads`` attentions of width dim / heads.
+
+    .. math:: \mathrm{MHA}(X) = \mathrm{Concat}(\mathrm{head}_1, \dots,
+              \mathrm{head}_H)\, W^O, \quad \mathrm{head}_h
+              = \mathrm{Attention}(X W^Q_h, X W^K_h, X W^V_h)
+
+    ``qkv`` holds :math:`W^Q, W^K, W^V` stacked as one ``(3 dim, dim)``
+    linear map, laid out like ``torch.nn.MultiheadAttention``'s
+    ``in_proj_weight``; ``proj`` is :math:`W^O`.
+
+    Example:
+        >>> mha = MultiHeadAttention(dim=16, heads=4)
+        >>> out, w = mha(torch.randn(2, 5, 16), mask=causal_mask(5))
+        >>> tuple(out.shape), tuple(w.shape)
+        ((2, 5, 16), (2, 4, 5, 5))
+    """
+
+    def __init__(self, dim: int, heads: int, *, bias: bool = True) -> None:
+        super().__init__()
+        if heads < 1 or dim % heads:
+            raise ValueError("dim must be a positive multiple of heads, "
+                             f"got dim={dim}, heads={heads}")
+        self.dim, self.heads = dim, heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (b, n, dim)`` -> ``out (b, n, dim)``, ``weights (b, heads, n, n)``.
+
+        ``mask``: bool, broadcastable to ``(b, heads, n, n)``, True = may attend.
+        """
+        check_shape("x", x, "b n dim", dim=self.dim)
+        q, k, v = rearrange(self.qkv(x),
+                            "b n (three heads dk) -> three b heads n dk",
+                            three=3, heads=self.heads)
+        out, weights = scaled_dot_product_attention(q, k, v, mask)
+        out = rearrange(out, "b heads n dk -> b n (heads dk)")
+        return self.proj(out), weights
+
+
+def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
+    r"""The fixed position code of Vaswani et al. (2017), ``(n, dim)``.
+
+    .. math:: P_{t, 2i} = \sin\big(t / 10000^{2i/\text{dim}}\big), \qquad
+              P_{t, 2i+1} = \cos\big(t / 10000^{2i/\text{dim}}\big)
+
+    Each pair of columns is a clock turning at its own frequency, so
+    :math:`P_{t+s}` is a rotation of :math:`P_t` that depends on ``s`` only.
+
+    Example:
+        >>> p = sinusoidal_positions(4, 6)
+        >>> tuple(p.shape), p[0].tolist()
+        ((4, 6), [0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if not isinstance(dim, int) or dim < 2 or dim % 2:
+        raise ValueError(f"dim must be a positive even int, got {dim!r}")
+    t = torch.arange(n, dtype=torch.float64)[:, None]
+    # 1 / 10000^(2i / dim) for i = 0 .. dim/2 - 1
+    freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    angles = t * freq
+    pos = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (n, dim/2, 2)
+    pos = rearrange(pos, "n half two -> n (half two)")
+    return pos.to(torch.get_default_dtype())
+
+
+def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
+    r"""Cut images ``(b, c, h, w)`` into ``patch x patch`` tokens, as ViT does.
+
+    Returns ``(b, (h / patch) (w / patch), c patch patch)``: one token per
+    patch, in reading order, each the patch's pixels flattened - the "16x16
+    words" of Dosovitskiy et al. (2021).
+
+    Example:
+        >>> patchify(torch.zeros(5, 1, 8, 8), 2).shape
+        torch.Size([5, 16, 4])
+    """
+    check_shape("images", images, "b c h w")
+    h, w = images.shape[2:]
+    if not isinstance(patch, int) or patch < 1 or h % patch or w % patch:
+        raise ValueError("patch must be a positive int dividing the image "
+                         f"size {(h, w)}, got {patch!r}")
+    return rearrange(images, "b c (gh p1) (gw p2) -> b (gh gw) (c p1 p2)",
+                     p1=patch, p2=patch)

@@ -1,0 +1,151 @@
+"""Tests for companion.attention: the hand-written attention is PyTorch's, masks mean what they say."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from companion.attention import (MultiHeadAttention, causal_mask, padding_mask, patchify,
+                                 scaled_dot_product_attention, sinusoidal_positions)
+
+
+def _qkv(g, b=2, h=3, n=5, m=7, dk=8, dv=4):
+    q = torch.randn(b, h, n, dk, generator=g, dtype=torch.float64)
+    k = torch.randn(b, h, m, dk, generator=g, dtype=torch.float64)
+    v = torch.randn(b, h, m, dv, generator=g, dtype=torch.float64)
+    return q, k, v
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "padding", "random"])
+def test_equals_torch_sdpa(g, mask_kind):
+    n = m = 6
+    q, k, v = _qkv(g, n=n, m=m)
+    mask = {
+        "none": None,
+        "causal": causal_mask(n),
+        "padding": padding_mask(torch.tensor([3, 6]), m),
+        "random": (torch.rand(2, 1, n, m, generator=g) < 0.6) | torch.eye(n, dtype=torch.bool),
+    }[mask_kind]
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)), atol=1e-12, rtol=0)
+    if mask is not None:
+        assert weights.masked_select(~mask.expand_as(weights)).abs().max() == 0
+
+
+def test_cross_attention_and_gradients_equal_torch(g):
+    q, k, v = _qkv(g, n=4, m=9, dk=6, dv=5)
+    ours = [t.clone().requires_grad_() for t in (q, k, v)]
+    theirs = [t.clone().requires_grad_() for t in (q, k, v)]
+    out, _ = scaled_dot_product_attention(*ours)
+    ref = F.scaled_dot_product_attention(*theirs)
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref, atol=1e-10, rtol=0)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=0)
+
+
+def test_fully_masked_query_gets_zero_output_like_torch(g):
+    q, k, v = _qkv(g, n=3, m=4)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1] = False
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    assert weights[:, :, 1].abs().max() == 0 and out[:, :, 1].abs().max() == 0
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-10, rtol=0)
+
+
+def test_scaling_keeps_score_variance_near_one(g):
+    """With unit-variance q, k entries, q.k has variance dk; dividing by sqrt(dk) makes it 1."""
+    dk = 256
+    q = torch.randn(1, 1, 2000, dk, generator=g, dtype=torch.float64)
+    k = torch.randn(1, 1, 2000, dk, generator=g, dtype=torch.float64)
+    scores = (q * k).sum(-1) / dk ** 0.5
+    assert abs(scores.var().item() - 1) < 0.1
+
+
+def test_causal_mask_with_window():
+    mask = causal_mask(6, window=3)
+    i, j = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    assert torch.equal(mask, (j <= i) & (i - j < 3))
+    assert torch.equal(causal_mask(4, window=10), causal_mask(4))
+
+
+def test_multihead_equals_torch_multiheadattention(g, float64):
+    dim, heads, n = 12, 3, 5
+    ours = MultiHeadAttention(dim, heads)
+    theirs = torch.nn.MultiheadAttention(dim, heads, batch_first=True)
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(ours.qkv.weight)
+        theirs.in_proj_bias.copy_(ours.qkv.bias)
+        theirs.out_proj.weight.copy_(ours.proj.weight)
+        theirs.out_proj.bias.copy_(ours.proj.bias)
+    x = torch.randn(2, n, dim, generator=g)
+    for mask in (None, causal_mask(n)):
+        out, weights = ours(x, mask)
+        torch_mask = None if mask is None else ~mask      # torch: True = may NOT attend
+        ref, ref_weights = theirs(x, x, x, attn_mask=torch_mask, need_weights=True,
+                                  average_attn_weights=False)
+        torch.testing.assert_close(out, ref, atol=1e-10, rtol=0)
+        torch.testing.assert_close(weights, ref_weights, atol=1e-10, rtol=0)
+
+
+def test_causal_output_ignores_the_future(g, float64):
+    mha = MultiHeadAttention(8, 2)
+    x = torch.randn(1, 6, 8, generator=g)
+    y = x.clone()
+    y[:, 4:] = torch.randn(1, 2, 8, generator=g)          # change positions 4 and 5
+    out_x, _ = mha(x, causal_mask(6))
+    out_y, _ = mha(y, causal_mask(6))
+    torch.testing.assert_close(out_x[:, :4], out_y[:, :4], atol=1e-12, rtol=0)
+    assert not torch.allclose(out_x[:, 4:], out_y[:, 4:])
+
+
+def test_sinusoidal_positions_shift_is_a_rotation():
+    """P[t + s] = R(s) P[t] pair by pair, with R(s) independent of t."""
+    p = sinusoidal_positions(50, 16).double()
+    s = 7
+    for t in (0, 10, 30):
+        for i in range(8):
+            sin_t, cos_t = p[t, 2 * i], p[t, 2 * i + 1]
+            sin_s, cos_s = p[s, 2 * i], p[s, 2 * i + 1]
+            assert torch.allclose(p[t + s, 2 * i], sin_t * cos_s + cos_t * sin_s, atol=1e-6)
+            assert torch.allclose(p[t + s, 2 * i + 1], cos_t * cos_s - sin_t * sin_s, atol=1e-6)
+    assert torch.allclose(p.pow(2).sum(1), torch.full((50,), 8.0, dtype=torch.float64))
+
+
+def test_patchify_tokens_are_the_image_patches(g):
+    images = torch.rand(3, 2, 8, 8, generator=g)
+    tokens = patchify(images, 4)
+    assert tokens.shape == (3, 4, 32)
+    # token 1 is the top-right patch, channels first, then rows of the patch
+    torch.testing.assert_close(tokens[:, 1], images[:, :, :4, 4:].reshape(3, 32))
+    torch.testing.assert_close(tokens[:, 2], images[:, :, 4:, :4].reshape(3, 32))
+
+
+def test_bad_input_raises_clear_errors(g):
+    q, k, v = _qkv(g)
+    with pytest.raises(ValueError, match="expected k of shape"):
+        scaled_dot_product_attention(q, k[..., :3], v)              # head dims differ
+    with pytest.raises(ValueError, match="expected v of shape"):
+        scaled_dot_product_attention(q, k, v[:, :, :2])             # keys and values differ in m
+    with pytest.raises(ValueError, match="expected q of shape"):
+        scaled_dot_product_attention(q[0], k, v)                    # no batch axis
+    with pytest.raises(ValueError, match="does not broadcast"):
+        scaled_dot_product_attention(q, k, v, torch.ones(5, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bool tensor"):
+        scaled_dot_product_attention(q, k, v, torch.ones(5, 7))
+    with pytest.raises(ValueError, match="multiple of heads"):
+        MultiHeadAttention(10, 3)
+    with pytest.raises(ValueError, match="expected x of shape"):
+        MultiHeadAttention(8, 2)(torch.zeros(2, 3, 6))
+    with pytest.raises(ValueError, match="window"):
+        causal_mask(4, window=0)
+    with pytest.raises(ValueError, match="lengths"):
+        padding_mask(torch.tensor([0, 2]), 3)
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_positions(4, 5)
+    with pytest.raises(ValueError, match="dividing the image size"):
+        patchify(torch.zeros(1, 1, 8, 8), 3)
