@@ -1,14 +1,9 @@
 r"""Generative adversarial networks: the two players, the losses of their game, and its loop.
 
-A generator :math:`G` maps noise :math:`z \sim \mathcal{N}(0, I)` to data; a discriminator
-:math:`D = \sigma(\ell)` scores how real a point looks. They play the game of Goodfellow
-et al. (2014), :math:`\min_G \max_D \mathbb{E}[\log D(x)] + \mathbb{E}[\log(1 - D(G(z)))]`.
-Every loss takes logits and returns one value per example, ``(b,)``, computed with
-``softplus`` so that no probability is rounded to 0 before its logarithm is taken.
-:class:`Generator`/:class:`Discriminator` are MLPs for 2-D data (with PacGAN packing);
-:class:`ConvGenerator`/:class:`ConvDiscriminator` a conditional DCGAN-style pair for the
-8x8 digits; :func:`train_gan` plays the game; :func:`optimal_discriminator`,
-:func:`jensen_shannon` and :func:`mode_coverage` are the chapter's theory and measurements.
+A generator maps noise :math:`z` to data; a discriminator :math:`D = \sigma(\ell)` scores how
+real a point looks; they play :math:`\min_G \max_D \mathbb{E}[\log D(x)] + \mathbb{E}[\log(1 -
+D(G(z)))]` (Goodfellow et al. 2014). Losses take logits and return one value per example,
+``(b,)``, through ``softplus``, so no probability is rounded to 0 before its logarithm.
 """
 from __future__ import annotations
 
@@ -54,7 +49,6 @@ class Generator(nn.Module):
 
     def __init__(self, config: GANConfig = GANConfig()) -> None:
         super().__init__()
-        self.config = config
         self.latent_dim = config.latent_dim
         hidden = [config.hidden] * config.layers
         self.net = _mlp([config.latent_dim, *hidden, config.data_dim], nn.ReLU)
@@ -106,10 +100,6 @@ class ConvGenerator(nn.Module):
     DCGAN's recipe (Radford et al. 2016) at 8x8: a linear layer to a 4x4 map, a strided
     transposed convolution to 8x8, batch norm and ReLU between, a sigmoid at the end.
     The label enters as a one-hot vector next to ``z``.
-
-    Example:
-        >>> ConvGenerator()(torch.randn(3, 16), torch.tensor([0, 1, 2])).shape
-        torch.Size([3, 1, 8, 8])
     """
 
     def __init__(self, config: DigitGANConfig = DigitGANConfig()) -> None:
@@ -345,10 +335,9 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
     Returns histories: ``d_loss`` and ``g_loss`` (one per round), ``eval_step`` and
     one list per key of ``evaluate``. Both networks are left in eval mode.
     """
-    if loss not in GENERATOR_LOSSES:
-        raise ValueError(f"loss must be one of {sorted(GENERATOR_LOSSES)}, got {loss!r}")
-    if lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    if loss not in GENERATOR_LOSSES or lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"need loss in {sorted(GENERATOR_LOSSES)} and lr_schedule 'constant' "
+                         f"or 'cosine', got {loss!r} and {lr_schedule!r}")
     n = (data if isinstance(data, torch.Tensor) else data[0]).shape[0]
     if steps < 1 or n_critic < 1 or eval_every < 0 or not 1 <= batch_size <= n:
         raise ValueError(f"need steps >= 1, n_critic >= 1, eval_every >= 0, 1 <= batch_size <= "
@@ -397,7 +386,6 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
             scheduler.step()
         history["d_loss"].append(d_loss.item())
         history["g_loss"].append(g_loss.item())
-        # 3. Measure the generator now and then.
         if evaluate is not None and ((eval_every and step % eval_every == 0) or step == steps):
             generator.eval()
             with torch.no_grad():
