@@ -134,7 +134,8 @@ def image_grid(images: torch.Tensor, *, nrow: int | None = None, ax: Axes | None
     rows = -(-b // nrow)
     images = images.detach().float().cpu().clamp(vmin, vmax)
     filler = torch.full((nrow * rows - b, *images.shape[1:]), vmin)
-    padded = torch.nn.functional.pad(torch.cat([images, filler]), (pad, pad, pad, pad), value=vmax)
+    padded = torch.nn.functional.pad(torch.cat([images, filler]), (pad, pad, pad, pad),
+                                     value=vmin + 0.15 * (vmax - vmin))  # light grey frames
     tiled = rearrange(padded, "(r c) 1 h w -> (r h) (c w)", r=rows, c=nrow)
     ax = _axes(ax, figsize=(0.45 * nrow + 0.5, 0.45 * rows + 0.5))
     ax.imshow(tiled.numpy(), cmap="gray_r", vmin=vmin, vmax=vmax, interpolation="nearest")
