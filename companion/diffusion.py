@@ -201,6 +201,8 @@ def guided_eps(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
         return model(x, t)
     if guidance_scale == 1.0:
         return model(x, t, labels)
+    if guidance_scale == 0.0:
+        return model(x, t, torch.full_like(labels, -1))
     none = torch.full_like(labels, -1)
     both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, none]))
     cond, uncond = both.chunk(2)
@@ -248,16 +250,19 @@ def ddpm_sample(model: torch.nn.Module, shape: tuple[int, ...], schedule: NoiseS
     return torch.stack(path) if return_trajectory else x
 
 
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` timesteps evenly spread over ``[0, T)``, from ``T - 1`` down to 0.
+def ddim_timesteps(T: int, steps: int, start: int | None = None) -> list[int]:
+    """``steps`` timesteps evenly spread from ``start`` (default ``T - 1``) down to 0.
 
     Example:
         >>> ddim_timesteps(1000, 5)
         [999, 749, 500, 250, 0]
     """
-    if not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an int in [1, {T}], got {steps!r}")
-    return torch.linspace(T - 1, 0, steps).round().long().tolist()
+    start = T - 1 if start is None else start
+    if not isinstance(start, int) or not 0 <= start < T:
+        raise ValueError(f"start must be an int in [0, {T}), got {start!r}")
+    if not isinstance(steps, int) or not 1 <= steps <= start + 1:
+        raise ValueError(f"steps must be an int in [1, {start + 1}], got {steps!r}")
+    return torch.linspace(start, 0, steps).round().long().tolist()
 
 
 def ddim_step(x: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: NoiseSchedule, *,
@@ -290,17 +295,22 @@ def ddim_step(x: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule:
 def ddim_sample(model: torch.nn.Module, shape: tuple[int, ...], schedule: NoiseSchedule,
                 steps: int, eta: float = 0.0, *, labels: torch.Tensor | None = None,
                 guidance_scale: float = 1.0, clip: float | None = None,
-                noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None, start: int | None = None,
+                generator: torch.Generator | None = None,
                 return_trajectory: bool = False) -> torch.Tensor:
-    """DDIM sampling in ``steps`` of :func:`ddim_step` (Song et al. 2021) with the same network.
+    r"""DDIM sampling in ``steps`` of :func:`ddim_step` (Song et al. 2021) with the same network.
 
     A model trained on all ``T`` steps is queried only at :func:`ddim_timesteps`;
     with ``eta = 0`` the map from the initial noise to the sample is deterministic.
+    ``start < T - 1`` begins part-way, with ``noise`` playing :math:`x_{\text{start}}`
+    (denoising and editing, as in SDEdit by Meng et al. 2022).
     Returns ``x_0: shape``, or every state ``(steps + 1, *shape)``.
     """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    ts = ddim_timesteps(schedule.T, steps)
+    if start is not None and noise is None:
+        raise ValueError("starting part-way (start) needs the state x_start passed as noise")
+    ts = ddim_timesteps(schedule.T, steps, start)
     x = _start(shape, noise, generator, labels)
     path = [x]
     for t, t_prev in zip(ts, ts[1:] + [-1]):
@@ -312,19 +322,23 @@ def ddim_sample(model: torch.nn.Module, shape: tuple[int, ...], schedule: NoiseS
 
 @torch.no_grad()
 def inpaint(model: torch.nn.Module, x_known: torch.Tensor, mask: torch.Tensor,
-            schedule: NoiseSchedule, steps: int, *, eta: float = 1.0, labels: torch.Tensor | None = None,
-            guidance_scale: float = 1.0, clip: float | None = None,
+            schedule: NoiseSchedule, steps: int, *, resample: int = 1, eta: float = 1.0,
+            labels: torch.Tensor | None = None, guidance_scale: float = 1.0, clip: float | None = None,
             generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Fill in the pixels where ``mask == 0`` by guided reverse diffusion.
 
     After every :func:`ddim_step` the known pixels (``mask == 1``) are replaced by
     a fresh forward sample :math:`q(x_{t'} \mid x_0^{\text{known}})`, so the network
-    only ever has to make the unknown part agree with a correctly noised known
-    part (the replacement method; Song et al. 2021b, RePaint by Lugmayr et al.
-    2022 adds resampling). ``x_known, mask: (b, ...)``; returns ``(b, ...)``.
+    only has to make the unknown part agree with a correctly noised known part
+    (the replacement method of Song et al. 2021b). With ``resample = r > 1`` each
+    step is redone ``r`` times, going back to step ``t`` with fresh noise in
+    between, so the two parts can harmonise (RePaint, Lugmayr et al. 2022).
+    ``x_known: (b, ...)``, ``mask`` broadcastable to it; returns ``(b, ...)``.
     """
     if x_known.dim() < 2:
         raise ValueError(f"x_known must be a batch (b, ...), got {tuple(x_known.shape)}")
+    if not isinstance(resample, int) or resample < 1:
+        raise ValueError(f"resample must be an int >= 1, got {resample!r}")
     try:
         mask = mask.to(x_known.dtype).expand_as(x_known)
     except RuntimeError as err:
@@ -332,16 +346,22 @@ def inpaint(model: torch.nn.Module, x_known: torch.Tensor, mask: torch.Tensor,
     if not ((mask == 0) | (mask == 1)).all():
         raise ValueError("mask must hold only 0 (fill in) and 1 (keep)")
     ts = ddim_timesteps(schedule.T, steps)
+    b = x_known.shape[0]
     x = torch.randn(x_known.shape, generator=generator)
     for t, t_prev in zip(ts, ts[1:] + [-1]):
-        eps = guided_eps(model, x, torch.full((x.shape[0],), t, dtype=torch.int64), labels, guidance_scale)
-        x = ddim_step(x, eps, t, t_prev, schedule, eta=eta, clip=clip, generator=generator)
-        if t_prev >= 0:
-            tp = torch.full((x.shape[0],), t_prev, dtype=torch.int64)
-            known = q_sample(x_known, tp, torch.randn(x.shape, generator=generator), schedule)
-        else:
-            known = x_known
-        x = mask * known + (1 - mask) * x
+        for r in range(resample):
+            eps = guided_eps(model, x, torch.full((b,), t, dtype=torch.int64), labels, guidance_scale)
+            x_prev = ddim_step(x, eps, t, t_prev, schedule, eta=eta, clip=clip, generator=generator)
+            if t_prev < 0:
+                x = mask * x_known + (1 - mask) * x_prev
+                break
+            noise = torch.randn(x.shape, generator=generator)
+            x_prev = mask * q_sample(x_known, torch.full((b,), t_prev), noise, schedule) + (1 - mask) * x_prev
+            if r == resample - 1:
+                x = x_prev
+            else:  # back to step t: q(x_t | x_t') = N(sqrt(ab_t / ab_t') x_t', (1 - ab_t / ab_t') I)
+                ratio = (schedule.alpha_bars[t] / schedule.alpha_bars[t_prev]).item()
+                x = math.sqrt(ratio) * x_prev + math.sqrt(1 - ratio) * torch.randn(x.shape, generator=generator)
     return x
 
 

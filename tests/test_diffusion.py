@@ -243,3 +243,15 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="broadcast"):
         inpaint(lambda x, t: x, torch.zeros(2, 1, 8, 8), torch.ones(3, 1, 8, 8), s, 2)
     assert math.isfinite(s.snr()[-1].item())
+
+
+def test_inpaint_with_resampling_keeps_the_known_pixels_and_rejects_bad_resample(g):
+    s = NoiseSchedule.linear(30)
+    net = TinyUNet(UNetConfig(channels=8, num_classes=0))
+    x = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, :4] = 1
+    out = inpaint(net, x, mask, s, 4, resample=3, generator=g)
+    assert torch.equal(out[..., :4], x[..., :4]) and out.isfinite().all()
+    with pytest.raises(ValueError, match="resample"):
+        inpaint(net, x, mask, s, 4, resample=0)
