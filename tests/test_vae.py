@@ -87,14 +87,14 @@ def test_elbo_below_log_px_and_iwae_rises_towards_it_with_k(float64):
         elbos = elbo(model, x.repeat(4000, 1), generator=g).elbo.reshape(4000, 5)
     # n independent estimates at once: the same 5 examples repeated n times
     iwae = {k: importance_weighted_log_likelihood(model, x.repeat(n, 1), k, generator=g, chunk=k).reshape(n, 5)
-            for k, n in ((1, 4000), (10, 4000), (100, 400), (5000, 4))}
+            for k, n in ((1, 4000), (10, 4000), (100, 400), (1000, 8))}
     stderr = elbos.std(0) / math.sqrt(4000)
     assert ((iwae[1].mean(0) - elbos.mean(0)).abs() < 5 * stderr * math.sqrt(2)).all()   # k = 1: the ELBO
     assert (log_px - elbos.mean(0) > 1.0).all()                 # a loose bound for this q ...
     assert (elbos.mean(0) < iwae[10].mean(0)).all() and (iwae[10].mean(0) < iwae[100].mean(0)).all()
     stderr_100 = iwae[100].std(0) / math.sqrt(400)
     assert (iwae[100].mean(0) < log_px + 3 * stderr_100).all()  # ... every bound stays below log p(x)
-    assert torch.allclose(iwae[5000].mean(0), log_px, atol=0.05)     # ... and tightens with k
+    assert torch.allclose(iwae[1000].mean(0), log_px, atol=0.05)     # ... and tightens with k
 
 
 def test_gaussian_and_bernoulli_vaes_train_and_give_finite_elbos():
@@ -136,7 +136,7 @@ def test_impute_keeps_observed_pixels_and_matches_the_exact_conditional_mean(flo
     model = _tiny_vae(seed=2)
     x = torch.randint(0, 17, (3, 4), generator=torch.Generator().manual_seed(5))
     observed = torch.tensor([True, True, False, False]).expand(3, 4).clone()
-    filled = impute(model, x, observed, k=20_000, generator=torch.Generator().manual_seed(0), rounds=2)
+    filled = impute(model, x, observed, k=10_000, generator=torch.Generator().manual_seed(0), rounds=2)
     assert torch.equal(filled[observed], x[observed].double() / 16)
     # exact: E[x_m | x_o] = int p(x_o | z) p(z) E[x_m | z] dz / int p(x_o | z) p(z) dz, on a grid
     z = torch.linspace(-10, 10, 20001, dtype=torch.float64)[:, None]
@@ -145,7 +145,7 @@ def test_impute_keeps_observed_pixels_and_matches_the_exact_conditional_mean(flo
     for i in range(3):
         log_w = model.log_likelihood(x[i].expand(len(z), 4), params, mask=observed[i].expand(len(z), 4))
         w = (log_w - 0.5 * z[:, 0] ** 2).softmax(0)
-        assert torch.allclose(filled[i, 2:], w @ means[:, 2:], atol=2e-3)
+        assert torch.allclose(filled[i, 2:], w @ means[:, 2:], atol=3e-3)   # Monte Carlo error ~6e-4
 
 
 def test_sampling_is_seeded_and_the_widget_update_is_fast():
