@@ -30,3 +30,16 @@ def test_every_toc_notebook_is_run_by_nbval(request):
     missing = sorted(str(p.relative_to(ROOT)) for p in wanted - collected)
     assert not missing, (f"chapters in _toc.yml that this run does not execute: {missing}; "
                          "run `make test` (pytest tests companion book --nbval-lax --nbval-current-env)")
+
+
+def test_references_bib_parses_and_has_no_duplicate_keys():
+    from pybtex.database import parse_file
+
+    text = (ROOT / "references.bib").read_text()
+    entries = parse_file(str(ROOT / "references.bib")).entries  # raises on a syntax error
+    import re
+
+    keys = re.findall(r"^@\w+\{([^,\s]+),", text, re.M)
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    assert not duplicates, f"references.bib defines these keys twice: {duplicates}"
+    assert len(entries) == len(keys)
