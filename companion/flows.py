@@ -8,25 +8,16 @@ the exact density of the data,
 
 and sampling runs the map backwards, :math:`x = f^{-1}(z)` with :math:`z \sim p_Z`.
 
-Every bijection here is an ``nn.Module`` with the nflows/zuko convention:
-``forward(x) -> (z, log_det)`` goes from data to latent and
-``inverse(z) -> (x, log_det)`` back, with ``log_det: (b,)`` the
-log-absolute-determinant of the Jacobian *of the map that was applied*, so the
-two log-dets of a round trip cancel. Inputs are ``(b, d)``.
-
-* :class:`ElementwiseAffine` and :class:`Logit`: one-dimensional maps applied
-  to every coordinate;
-* :class:`AffineCoupling`: the RealNVP layer of Dinh et al. (2017), whose
-  triangular Jacobian makes the log-det a sum;
-* :class:`Reverse`, :class:`Permutation`: reorder coordinates (log-det 0);
-* :class:`ActNorm`: per-coordinate scale and shift initialised from the first
-  batch (Kingma & Dhariwal 2018);
-* :class:`Flow`: a stack of bijections on a :class:`StandardNormal` base, with
-  ``log_prob`` and ``sample``; :func:`realnvp` builds one from a
-  :class:`RealNVPConfig`.
-
-:func:`dequantize` and :func:`two_moons_log_prob` serve the chapter's two
-experiments: discrete images, and a 2-D density whose true value is known.
+Every bijection is an ``nn.Module`` with the nflows/zuko convention:
+``forward(x) -> (z, log_det)`` goes from data to latent, ``inverse(z) -> (x,
+log_det)`` back, ``log_det: (b,)`` is the log-absolute-determinant of the
+Jacobian of the map applied (the two of a round trip cancel); inputs are ``(b, d)``.
+Elementwise maps (:class:`ElementwiseAffine`, :class:`Logit`, :class:`ActNorm`),
+RealNVP's :class:`AffineCoupling` (Dinh et al. 2017), :class:`Permutation` and
+:class:`Reverse` compose into a :class:`Flow` on a :class:`StandardNormal` base;
+:func:`realnvp` builds one from a :class:`RealNVPConfig`. :func:`dequantize` and
+:func:`two_moons_log_prob` serve the experiments: discrete images, and a 2-D
+density whose true value is known.
 """
 from __future__ import annotations
 
@@ -48,8 +39,6 @@ def _check_input(x: torch.Tensor, dim: int, name: str = "x") -> None:
     if not x.is_floating_point():
         raise ValueError(f"expected {name} to be a floating-point tensor, got {x.dtype}")
 
-
-# --- elementwise bijections ------------------------------------------------------
 
 class ElementwiseAffine(nn.Module):
     r"""The map :math:`z = (x - \mu) e^{-s}` on every coordinate; :math:`\log|\det| = -\sum_i s_i`.
@@ -126,22 +115,23 @@ class Logit(nn.Module):
         return x, log_det
 
 
-# --- RealNVP ---------------------------------------------------------------------
-
 class AffineCoupling(nn.Module):
     r"""RealNVP's affine coupling layer (Dinh et al. 2017).
 
     With a binary ``mask`` :math:`m` (1 = passed through unchanged),
 
-    .. math:: z = m \odot x + (1 - m) \odot \big(x \odot e^{s(m \odot x)} + t(m \odot x)\big),
-              \qquad \log|\det| = \sum_i (1 - m_i)\, s_i(m \odot x) .
+    .. math::
+        z = m \odot x + (1 - m) \odot \big(x \odot e^{s(m \odot x)}
+            + t(m \odot x)\big), \qquad
+        \log|\det| = \sum_i (1 - m_i)\, s_i(m \odot x) .
 
     The Jacobian is triangular (after reordering): the changed coordinates
     depend on themselves only through the factor :math:`e^{s}`, so the
     determinant is the product of the diagonal. :math:`s` and :math:`t` come
     from one MLP with ``hidden`` units; the scale is soft-clamped,
     :math:`s = c \tanh(\tilde s / c)`, so that :math:`e^{s}` stays within
-    :math:`e^{\pm c}`. The last layer starts at zero: a new layer is the identity.
+    :math:`e^{\pm c}`. The last layer starts at zero: a new layer is the
+    identity.
 
     Example:
         >>> layer = AffineCoupling(2, torch.tensor([1.0, 0.0]), hidden=8)
@@ -151,15 +141,17 @@ class AffineCoupling(nn.Module):
         (True, torch.Size([5]))
     """
 
-    def __init__(self, dim: int, mask: torch.Tensor, hidden: int = 64, *, depth: int = 2,
-                 clamp: float = 3.0) -> None:
+    def __init__(self, dim: int, mask: torch.Tensor, hidden: int = 64, *,
+                 depth: int = 2, clamp: float = 3.0) -> None:
         super().__init__()
         mask = torch.as_tensor(mask, dtype=torch.float32)
         check_shape("mask", mask, "d", d=dim)
         if not torch.all((mask == 0) | (mask == 1)) or mask.sum() in (0, dim):
-            raise ValueError("mask must hold 0s and 1s and both values (some coordinates pass, some change)")
+            raise ValueError("mask must hold 0s and 1s and both values "
+                             "(some coordinates pass, some change)")
         if hidden < 1 or depth < 1 or clamp <= 0:
-            raise ValueError(f"need hidden >= 1, depth >= 1, clamp > 0; got {hidden}, {depth}, {clamp}")
+            raise ValueError(f"need hidden >= 1, depth >= 1, clamp > 0; "
+                             f"got {hidden}, {depth}, {clamp}")
         self.dim, self.clamp = dim, clamp
         self.register_buffer("mask", mask)
         layers: list[nn.Module] = []
@@ -172,7 +164,8 @@ class AffineCoupling(nn.Module):
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(*layers, last)
 
-    def _scale_shift(self, x_pass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _scale_shift(self, x_pass: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         s, t = self.net(x_pass).chunk(2, dim=1)
         s = self.clamp * torch.tanh(s / self.clamp)   # soft clamp: |s| < c
         return s * (1 - self.mask), t * (1 - self.mask)
@@ -180,12 +173,12 @@ class AffineCoupling(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_input(x, self.dim)
         s, t = self._scale_shift(x * self.mask)
-        z = x * torch.exp(s) + t                     # masked coordinates: s = t = 0
+        z = x * torch.exp(s) + t              # where mask = 1: s = t = 0
         return z, s.sum(1)
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_input(z, self.dim, "z")
-        s, t = self._scale_shift(z * self.mask)      # z and x agree where mask = 1
+        s, t = self._scale_shift(z * self.mask)  # z = x where mask = 1
         x = (z - t) * torch.exp(-s)
         return x, -s.sum(1)
 
@@ -223,20 +216,17 @@ class Reverse(Permutation):
         super().__init__(torch.arange(dim - 1, -1, -1))
 
 
-class ActNorm(nn.Module):
-    r"""Per-coordinate affine normalisation, :math:`z = (x - b) e^{-s}`, of Glow (Kingma & Dhariwal 2018).
+class ActNorm(ElementwiseAffine):
+    r""":class:`ElementwiseAffine` initialised from data: the ActNorm of Glow (Kingma & Dhariwal 2018).
 
-    On the first call in training mode, :math:`b` and :math:`s` are set from the
-    batch so that its outputs have zero mean and unit variance; after that they
-    are ordinary parameters. It replaces batch normalisation, whose output for
-    one example would depend on the rest of the batch. :math:`\log|\det| = -\sum_i s_i`.
+    On the first call in training mode, :math:`\mu` and :math:`s` are set from
+    the batch so that its outputs have zero mean and unit variance; after that
+    they are ordinary parameters. Unlike batch normalisation, an example's
+    output never depends on the rest of its batch.
     """
 
     def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
-        self.shift = nn.Parameter(torch.zeros(dim))
-        self.log_scale = nn.Parameter(torch.zeros(dim))
+        super().__init__(dim)
         self.register_buffer("initialized", torch.tensor(False))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,15 +238,8 @@ class ActNorm(nn.Module):
                 self.shift.copy_(x.mean(0))
                 self.log_scale.copy_(x.std(0).clamp(min=1e-6).log())
                 self.initialized.fill_(True)
-        z = (x - self.shift) * torch.exp(-self.log_scale)
-        return z, (-self.log_scale.sum()).expand(x.shape[0])
+        return super().forward(x)
 
-    def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_input(z, self.dim, "z")
-        return z * torch.exp(self.log_scale) + self.shift, self.log_scale.sum().expand(z.shape[0])
-
-
-# --- the flow ----------------------------------------------------------------------
 
 class StandardNormal(nn.Module):
     r"""The base density :math:`\mathcal{N}(0, I_d)`: ``log_prob(z: (b, d)) -> (b,)`` and ``sample``."""
@@ -276,7 +259,7 @@ class StandardNormal(nn.Module):
 
 
 class Flow(nn.Module):
-    r"""A stack of bijections :math:`f = f_K \circ \dots \circ f_1` on a base density.
+    r"""Bijections :math:`f = f_K \circ \dots \circ f_1` on a base density.
 
     ``forward(x) -> (z, log_det)`` applies :math:`f_1` first and adds the
     log-dets; ``inverse`` runs the stack backwards. :meth:`log_prob` is the
@@ -284,9 +267,10 @@ class Flow(nn.Module):
     :math:`\log p(x) = \log p_Z(f(x)) + \sum_k \log|\det J_{f_k}|`.
 
     Example:
-        >>> flow = Flow([ElementwiseAffine(2, log_scale=torch.tensor([0.0, math.log(3.0)]))], StandardNormal(2))
-        >>> x = torch.tensor([[0.0, 0.0]])   # N(0, diag(1, 9)) at the origin:
-        >>> round(flow.log_prob(x).item(), 4), round(-math.log(2 * math.pi * 3), 4)
+        >>> scale = ElementwiseAffine(2, log_scale=torch.tensor([0.0, math.log(3.0)]))
+        >>> flow = Flow([scale], StandardNormal(2))   # N(0, diag(1, 9))
+        >>> x = torch.tensor([[0.0, 0.0]])
+        >>> round(flow.log_prob(x).item(), 4), round(-math.log(6 * math.pi), 4)
         (-2.9365, -2.9365)
     """
 
@@ -320,7 +304,8 @@ class Flow(nn.Module):
         return self.base.log_prob(z) + log_det
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples ``(n, d)``: :math:`x = f^{-1}(z)`, :math:`z \\sim p_Z`."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
@@ -348,11 +333,11 @@ def realnvp(config: RealNVPConfig, *, preprocess: list[nn.Module] | None = None)
         >>> flow.log_prob(torch.randn(3, 2)).shape
         torch.Size([3])
     """
-    d = config.dim
+    d, seed = config.dim, config.permute_seed
     if d < 2:
         raise ValueError(f"coupling layers need dim >= 2, got {d}")
     parity = (torch.arange(d) % 2).float()
-    g = torch.Generator().manual_seed(config.permute_seed) if config.permute_seed is not None else None
+    g = torch.Generator().manual_seed(seed) if seed is not None else None
     transforms: list[nn.Module] = list(preprocess or [])
     for k in range(config.n_layers):
         if config.actnorm:
@@ -363,8 +348,6 @@ def realnvp(config: RealNVPConfig, *, preprocess: list[nn.Module] | None = None)
         transforms.append(AffineCoupling(d, mask, config.hidden, depth=config.depth, clamp=config.clamp))
     return Flow(transforms, StandardNormal(d))
 
-
-# --- data helpers ----------------------------------------------------------------
 
 def dequantize(levels: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Uniform dequantisation: integer levels ``(b, ...)`` plus :math:`u \sim U[0, 1)` per entry.
@@ -387,14 +370,10 @@ def dequantize(levels: torch.Tensor, *, generator: torch.Generator | None = None
 def two_moons_log_prob(x: torch.Tensor, *, noise: float = 0.1, n_theta: int = 256) -> torch.Tensor:
     r"""The true log density of :func:`companion.data.two_moons` at ``x: (b, 2)``, shape ``(b,)``.
 
-    The generator picks a moon with probability 1/2, an angle
-    :math:`\theta \sim U(0, \pi)` and adds :math:`\mathcal{N}(0, \sigma^2 I)`, so
-
-    .. math:: p(x) = \frac12 \sum_{y \in \{0, 1\}} \frac{1}{\pi} \int_0^\pi
-              \mathcal{N}\big(x;\, c_y(\theta),\, \sigma^2 I\big)\, d\theta ,
-
-    integrated here with the midpoint rule on ``n_theta`` angles (exact to
-    float precision once the spacing :math:`\pi / n_\theta` is well below :math:`\sigma`).
+    A moon with probability 1/2, an angle :math:`\theta \sim U(0, \pi)`, then
+    noise :math:`\mathcal{N}(0, \sigma^2 I)`: :math:`p(x) = \frac{1}{2\pi} \sum_y
+    \int_0^\pi \mathcal{N}(x; c_y(\theta), \sigma^2 I)\, d\theta`, integrated by the
+    midpoint rule on ``n_theta`` angles (exact once :math:`\pi / n_\theta \ll \sigma`).
 
     Example:
         >>> x = torch.tensor([[0.0, 1.0], [0.5, 5.0]])   # on the upper moon, far away
