@@ -108,6 +108,24 @@ def fix_scripts(app: Sphinx, pagename: str, templatename: str,
         context["script_files"][:] = unique
 
 
+# The ipywidgets page script (@jupyter-widgets/base 6) typesets widget labels with
+# MathJax 2's ``MathJax.Hub.Queue``; the site runs MathJax 3, which has no Hub, so every
+# page with a widget threw "Cannot read properties of undefined (reading 'Queue')".
+# This shim gives MathJax 3 that one entry point. It runs at DOMContentLoaded, after the
+# deferred MathJax script has defined the real MathJax object and before the widget
+# manager (registered later) renders anything.
+MATHJAX2_HUB_SHIM = """
+document.addEventListener("DOMContentLoaded", function () {
+  var M = window.MathJax;
+  if (M && !M.Hub) {
+    M.Hub = {Queue: function (job) {
+      if (M.typesetPromise && job && job[2]) { M.typesetPromise([job[2]]).catch(function () {}); }
+    }};
+  }
+});
+"""
+
+
 def light_by_default(app: Sphinx, config: Any) -> None:
     # pydata-sphinx-theme reads the default colour mode from html_context.
     config.html_context.setdefault("default_mode", "light")
@@ -130,6 +148,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("course_student_edition", False, "env")
     app.add_transform(RemoveSolutions)
     app.connect("config-inited", light_by_default)
+    app.add_js_file(None, body=MATHJAX2_HUB_SHIM, priority=100)
     app.connect("html-page-context", fix_scripts, priority=900)
     # After sphinx-book-theme has filled context["header_buttons"] (its handlers run at 501).
     app.connect("html-page-context", add_course_buttons, priority=510)
