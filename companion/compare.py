@@ -46,11 +46,11 @@ CHECKPOINTS = Path(__file__).parent / "checkpoints"
 """Where the shipped weights live (small files, trained by ``tools/train_checkpoints.py``)."""
 
 RECIPES: dict[str, dict] = {
-    "vae": dict(latent_dim=16, hidden=128, steps=1200, lr=1e-3, batch_size=64, weight_decay=0.0),
+    "vae": dict(latent_dim=16, hidden=96, steps=1200, lr=1e-3, batch_size=64, weight_decay=0.0),
     "gan": dict(latent_dim=16, width=32, steps=2000, lr=2e-4, batch_size=64),
-    "flow": dict(n_layers=8, hidden=64, steps=600, lr=1e-3, batch_size=64, weight_decay=0.0),
+    "flow": dict(n_layers=8, hidden=48, steps=600, lr=1e-3, batch_size=64, weight_decay=0.0),
     "diffusion": dict(channels=16, T=200, steps=2000, lr=2e-3, batch_size=64, weight_decay=0.0),
-    "arm": dict(layers=3, dim=64, heads=4, steps=600, lr=2e-3, batch_size=64, weight_decay=0.1),
+    "arm": dict(layers=3, dim=96, heads=4, steps=500, lr=2e-3, batch_size=64, weight_decay=1.0),
 }
 """One small recipe per family: sizes, optimiser steps and learning rate (tuned on the val split)."""
 
