@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def toc_entries(toc: Path = ROOT / "_toc.yml") -> list[Path]:
-    """Every file named in ``_toc.yml`` (root and chapters), resolved to a path."""
+    """Every file named in ``_toc.yml`` (root and chapters), resolved next to the toc file."""
     data = yaml.safe_load(toc.read_text())
     names = [data["root"]]
 
@@ -35,8 +35,9 @@ def toc_entries(toc: Path = ROOT / "_toc.yml") -> list[Path]:
     walk(data.get("parts", data.get("chapters", [])))
     paths = []
     for name in names:
-        candidates = [ROOT / name, ROOT / f"{name}.md", ROOT / f"{name}.ipynb"]
-        paths.append(next((c for c in candidates if c.is_file()), ROOT / f"{name}.md"))
+        base = toc.parent
+        candidates = [base / name, base / f"{name}.md", base / f"{name}.ipynb"]
+        paths.append(next((c for c in candidates if c.is_file()), base / f"{name}.md"))
     return paths
 
 

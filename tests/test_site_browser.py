@@ -19,13 +19,13 @@ import functools
 import json
 import os
 import shutil
+import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 pytestmark = pytest.mark.site
 
@@ -34,34 +34,16 @@ SITE = Path(os.environ.get("COURSE_SITE", ROOT / "_build" / "html"))
 BOOK = Path(os.environ.get("COURSE_ROOT", ROOT))        # where the sources and _toc.yml are
 TOC = Path(os.environ.get("COURSE_TOC", BOOK / "_toc.yml"))
 SHOTS = Path(os.environ.get("COURSE_SCREENSHOTS", ROOT / "_build" / "screenshots"))
+
+sys.path.insert(0, str(ROOT))
+from conftest import is_notebook, toc_entries  # noqa: E402  (the repository's root conftest.py)
 TIMEOUT_MS = 60_000          # generous: the CI machine is small and may be busy
 
 
 def toc_pages() -> list[tuple[str, bool]]:
     """(docname, is_notebook) for every file in _toc.yml, in reading order."""
-    toc = yaml.safe_load(TOC.read_text())
-    names = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                names.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    pages = []
-    for name in names:
-        name = name.removesuffix(".md").removesuffix(".ipynb")
-        source = next((p for p in (BOOK / f"{name}.md", BOOK / f"{name}.ipynb") if p.is_file()), None)
-        if source is None:
-            continue
-        head = source.read_text(encoding="utf-8")[:1000]
-        pages.append((name, source.suffix == ".ipynb" or "kernelspec:" in head))
-    return pages
+    return [(path.relative_to(BOOK).with_suffix("").as_posix(), is_notebook(path))
+            for path in toc_entries(TOC) if path.is_file()]
 
 
 PAGES = toc_pages()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 
 import jupytext
@@ -21,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("COURSE_SITE", ROOT / "_build" / "html"))
 BOOK = Path(os.environ.get("COURSE_ROOT", ROOT))        # where the sources and _toc.yml are
 TOC = Path(os.environ.get("COURSE_TOC", BOOK / "_toc.yml"))
+
+sys.path.insert(0, str(ROOT))
+from conftest import is_notebook, toc_entries  # noqa: E402  (the repository's root conftest.py)
 
 
 def load_tool(name: str):
@@ -120,27 +124,9 @@ def test_urls_point_to_the_site_and_mathjax_is_the_local_one(deck):
 # ------------------------------------------------------------------ the built decks
 
 def toc_chapters() -> list[str]:
-    import yaml
-    toc = yaml.safe_load(TOC.read_text())
-    names = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                names.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    chapters = []
-    for name in names:
-        source = BOOK / f"{name.removesuffix('.md')}.md"
-        if source.is_file() and "kernelspec:" in source.read_text(encoding="utf-8")[:1000]:
-            chapters.append(name.removesuffix(".md"))
-    return chapters
+    """The docnames of the notebooks in _toc.yml, in reading order."""
+    return [path.relative_to(BOOK).with_suffix("").as_posix()
+            for path in toc_entries(TOC) if path.is_file() and is_notebook(path)]
 
 
 FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})")
