@@ -50,17 +50,26 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0
 
 
 class _Conditioning(nn.Module):
-    """Timestep (and optional label) -> one conditioning vector ``(b, width)``."""
+    """Timestep (and optional label or context vector) -> one conditioning vector ``(b, width)``."""
 
-    def __init__(self, time_dim: int, width: int, num_classes: int) -> None:
+    def __init__(self, time_dim: int, width: int, num_classes: int, context_dim: int = 0) -> None:
         super().__init__()
-        self.time_dim, self.num_classes = time_dim, num_classes
+        self.time_dim, self.num_classes, self.context_dim = time_dim, num_classes, context_dim
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width))
         # index 0 is the "no label" token (y = -1), classes are 1..K
         self.label_emb = nn.Embedding(num_classes + 1, width) if num_classes > 0 else None
+        # a context vector c (a text embedding) enters the same way: e <- e + W c
+        self.context_proj = nn.Linear(context_dim, width) if context_dim > 0 else None
 
-    def forward(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, y: torch.Tensor | None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         e = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
+        if (context is None) != (self.context_proj is None):
+            raise ValueError(f"this denoiser takes a context of size {self.context_dim} "
+                             f"(0: none), got {'none' if context is None else 'one'}")
+        if context is not None:
+            check_shape("context", context, "b c", b=t.shape[0], c=self.context_dim)
+            e = e + self.context_proj(context)
         if y is not None:
             if self.label_emb is None:
                 raise ValueError("this denoiser is unconditional (num_classes=0) but got labels y")
@@ -88,6 +97,7 @@ class MLPDenoiserConfig:
     depth: int = 3          # residual blocks
     time_dim: int = 32
     num_classes: int = 0    # 0: unconditional
+    context_dim: int = 0    # > 0: conditioned on a context vector (b, context_dim)
 
 
 class MLPDenoiser(nn.Module):
@@ -106,18 +116,20 @@ class MLPDenoiser(nn.Module):
     def __init__(self, config: MLPDenoiserConfig = MLPDenoiserConfig()) -> None:
         super().__init__()
         self.config = c = config
-        self.cond = _Conditioning(c.time_dim, c.hidden, c.num_classes)
+        self.cond = _Conditioning(c.time_dim, c.hidden, c.num_classes, c.context_dim)
         self.inp = nn.Linear(c.data_dim, c.hidden)
         self.blocks_in = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.depth))
         self.blocks_emb = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.depth))
         self.blocks_out = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.depth))
         self.out = nn.Linear(c.hidden, c.data_dim)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``x: (b, d)``, ``t: (b,)`` int64, ``y: (b,)`` or None -> predicted noise ``(b, d)``."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, *,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: (b, d)``, ``t: (b,)`` int64, ``y: (b,)`` or None, ``context: (b, context_dim)``
+        or None -> predicted noise ``(b, d)``."""
         check_shape("x", x, "b d", d=self.config.data_dim)
         _check_t(t, x.shape[0])
-        e = self.cond(t, y)
+        e = self.cond(t, y, context)
         h = self.inp(x)
         for lin_in, lin_emb, lin_out in zip(self.blocks_in, self.blocks_emb, self.blocks_out):
             h = h + lin_out(nn.functional.silu(lin_in(nn.functional.silu(h)) + lin_emb(e)))

@@ -16,7 +16,9 @@ schedule and the samplers are separate from the network.
 Timesteps are 0-indexed as in diffusers: index ``t`` in ``0 .. T-1`` is step
 ``t + 1`` of the papers, and :math:`\bar\alpha` "before step 0" is 1 (clean data).
 Denoisers are called as ``model(x_t, t)`` or, with labels, ``model(x_t, t, y)``,
-where the label ``-1`` means "no label".
+where the label ``-1`` means "no label". A condition may also be a prompt of
+tokens ``y: (b, n)`` (:mod:`companion.latent_diffusion`): a prompt of ``-1``
+only is the empty prompt, the unconditional model.
 """
 from __future__ import annotations
 
@@ -112,6 +114,15 @@ def _check_pair(name: str, a: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(f"expected {name} of shape {tuple(x.shape)} like x0, got {got}")
 
 
+def _check_labels(labels: torch.Tensor, b: int) -> None:
+    """Conditions are integer tensors ``(b, ...)``: class ids ``(b,)`` or prompt tokens ``(b, n)``."""
+    if not isinstance(labels, torch.Tensor) or labels.dim() < 1 or labels.shape[0] != b:
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"expected labels of shape (b, ...) with b={b}, got {got}")
+    if labels.is_floating_point():
+        raise ValueError(f"labels must be integer (-1 meaning no condition), got {labels.dtype}")
+
+
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     r"""Jump straight to :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon`.
 
@@ -164,8 +175,9 @@ def ddpm_loss(model: torch.nn.Module, x0: torch.Tensor, schedule: NoiseSchedule,
 
     :math:`t` is uniform on the steps and :math:`x_t` comes from :func:`q_sample`
     (Ho et al. 2020, Algorithm 1). The squared error is averaged over the
-    dimensions of one example. With ``labels`` the model is conditional, and
-    each label is replaced by -1 ("no label") with probability ``p_uncond``: one
+    dimensions of one example. With ``labels`` (class ids ``(b,)`` or prompts ``(b, n)``)
+    the model is conditional, and each label or whole prompt is replaced by -1
+    ("no label") with probability ``p_uncond``: one
     network learns both the conditional and the unconditional noise, which
     classifier-free guidance combines (Ho & Salimans 2022).
     """
@@ -180,8 +192,9 @@ def ddpm_loss(model: torch.nn.Module, x0: torch.Tensor, schedule: NoiseSchedule,
     if labels is None:
         eps = model(xt, t)
     else:
-        check_shape("labels", labels, "b", b=b)
+        _check_labels(labels, b)
         drop = torch.rand(b, generator=generator).to(x0.device) < p_uncond
+        drop = drop.view(b, *[1] * (labels.dim() - 1))   # a prompt (b, n) is dropped whole
         eps = model(xt, t, torch.where(drop, -1, labels))
     return (eps - noise).pow(2).flatten(1).mean(dim=1)
 
@@ -215,7 +228,7 @@ def _start(shape: tuple[int, ...], noise: torch.Tensor | None, generator: torch.
     if not shape or shape[0] < 1:
         raise ValueError(f"shape must start with a positive batch size, got {shape}")
     if labels is not None:
-        check_shape("labels", labels, "b", b=shape[0])
+        _check_labels(labels, shape[0])
     if noise is None:
         return torch.randn(shape, generator=generator)
     if tuple(noise.shape) != shape:

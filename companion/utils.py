@@ -106,7 +106,8 @@ def check_shape(name: str, x: torch.Tensor, pattern: str, **sizes: int) -> None:
     """Raise a clear ``ValueError`` unless ``x`` has the shape ``pattern``.
 
     ``pattern`` names the axes as in einops (``"b 2"``, ``"b c h w"``); a
-    number fixes that axis, a name is free unless given in ``sizes``.
+    number fixes that axis, a name is free unless given in ``sizes``, and a
+    name used twice (``"b b"``) must have the same size both times.
 
     Example:
         >>> check_shape("x", torch.zeros(5, 2), "b 2")
@@ -122,8 +123,9 @@ def check_shape(name: str, x: torch.Tensor, pattern: str, **sizes: int) -> None:
     got = "(" + ", ".join(str(s) for s in x.shape) + ")"
     if x.dim() != len(axes):
         raise ValueError(f"expected {name} of shape {wanted}, got {got}")
+    sizes = dict(sizes)
     for axis, size in zip(axes, x.shape):
-        expected = int(axis) if axis.isdigit() else sizes.get(axis)
+        expected = int(axis) if axis.isdigit() else sizes.setdefault(axis, size)  # a repeated name: same size
         if expected is not None and size != expected:
             raise ValueError(f"expected {name} of shape {wanted} with {axis}={expected}, got {got}"
                              if not axis.isdigit() else f"expected {name} of shape {wanted}, got {got}")

@@ -69,3 +69,17 @@ def test_bad_input_raises_clear_errors():
         unet(torch.zeros(2, 1, 8, 8), t, torch.tensor([0, 10]))
     with pytest.raises(ValueError, match="t of shape"):
         unet(torch.zeros(2, 1, 8, 8), torch.tensor([1, 2, 3]))
+
+
+def test_a_context_vector_conditions_the_mlp_and_is_checked(g):
+    net = MLPDenoiser(MLPDenoiserConfig(data_dim=4, hidden=16, depth=2, context_dim=3))
+    x, t = torch.randn(2, 4, generator=g), torch.tensor([3, 7])
+    c1, c2 = torch.randn(2, 3, generator=g), torch.randn(2, 3, generator=g)
+    assert net(x, t, context=c1).shape == (2, 4)
+    assert not torch.allclose(net(x, t, context=c1), net(x, t, context=c2))
+    with pytest.raises(ValueError, match="context of size 3"):
+        net(x, t)                                                    # the context is required
+    with pytest.raises(ValueError, match=r"shape \(b, c\) with c=3"):
+        net(x, t, context=torch.randn(2, 5))
+    with pytest.raises(ValueError, match="context of size 0"):
+        MLPDenoiser()(torch.randn(2, 2), t, context=c1)              # an unconditioned net refuses one

@@ -53,3 +53,9 @@ def test_check_shape_names_the_expected_and_actual_shape():
         check_shape("x", torch.zeros(2, 3), "b d", d=5)
     with pytest.raises(ValueError, match="torch.Tensor"):
         check_shape("x", [1, 2], "b")
+
+
+def test_check_shape_ties_a_repeated_axis_name():
+    check_shape("logits", torch.zeros(3, 3), "b b")
+    with pytest.raises(ValueError, match=r"shape \(b, b\) with b=3, got \(3, 4\)"):
+        check_shape("logits", torch.zeros(3, 4), "b b")
