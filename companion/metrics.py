@@ -8,7 +8,8 @@ data") into numbers with these functions:
   features of a small :class:`DigitClassifier` trained on the 8x8 digits (the
   same idea as the FID of Heusel et al. 2017, which uses an Inception network);
 * :func:`sharpness`, the mean squared response to a Laplacian filter;
-* :func:`nearest_neighbour_distance` to a reference set, a memorisation check.
+* :func:`nearest_neighbour_distance` to a reference set, a memorisation check;
+* :func:`within_class_distance`, the diversity of samples of one class.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from companion.train import train
 from companion.utils import check_shape
 
 __all__ = ["energy_distance", "frechet_distance", "sharpness", "nearest_neighbour_distance",
-           "DigitClassifier", "train_digit_classifier", "classifier_scores"]
+           "within_class_distance", "DigitClassifier", "train_digit_classifier", "classifier_scores"]
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -125,6 +126,26 @@ def nearest_neighbour_distance(samples: torch.Tensor, reference: torch.Tensor) -
     a = samples.reshape(samples.shape[0], -1).double()
     b = reference.reshape(reference.shape[0], -1).double()
     return torch.cdist(a, b).min(dim=1).values.float()
+
+
+def within_class_distance(images: torch.Tensor, labels: torch.Tensor) -> float:
+    r"""Diversity: the mean distance between two different images of the same class.
+
+    .. math:: \frac{1}{K} \sum_k \operatorname{mean}_{i \ne j,\ y_i = y_j = k} \lVert x_i - x_j \rVert
+
+    ``images: (b, ...)``, ``labels: (b,)``; every class present needs two images.
+    Samples that all look alike score near zero however good each one is.
+
+    Example:
+        >>> within_class_distance(torch.tensor([[0.], [3.], [5.], [5.]]), torch.tensor([0, 0, 1, 1]))
+        1.5
+    """
+    check_shape("labels", labels, "b", b=images.shape[0])
+    flat = images.reshape(images.shape[0], -1).double()
+    classes = labels.unique()
+    if any((labels == c).sum() < 2 for c in classes):
+        raise ValueError("every class in labels needs at least two images")
+    return torch.stack([torch.pdist(flat[labels == c]).mean() for c in classes]).mean().item()
 
 
 class DigitClassifier(nn.Module):

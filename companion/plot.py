@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from companion.utils import check_shape
 
 __all__ = ["course_style", "STYLE", "COLORS", "scatter", "density", "evaluate_grid",
-           "image_grid", "loss_curves"]
+           "image_grid", "loss_curves", "html_table"]
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 """The book's colour cycle: data blue, model red, then the rest."""
@@ -167,3 +167,22 @@ def loss_curves(histories: Mapping[str, Sequence[float]], *, ax: Axes | None = N
     if title:
         ax.set_title(title)
     return ax.figure
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> object:
+    """A small HTML table of ``rows`` under ``header``, as a Jupyter display object.
+
+    The site renders it as a table (a Markdown table printed from code would
+    show as plain text). Cells are shown with ``str``; format numbers first.
+
+    Example:
+        >>> html_table(["w", "agrees"], [[1, "85%"]]).data
+        '<table><thead><tr><th>w</th><th>agrees</th></tr></thead><tbody><tr><td>1</td><td>85%</td></tr></tbody></table>'
+    """
+    from IPython.display import HTML
+
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError(f"every row must have {len(header)} cells like the header")
+    cells = lambda tag, row: "".join(f"<{tag}>{c}</{tag}>" for c in row)  # noqa: E731
+    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    return HTML(f"<table><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>")

@@ -1,9 +1,12 @@
+import math
+
 import pytest
 import torch
 
 from companion.data import digits
 from companion.metrics import (DigitClassifier, classifier_scores, energy_distance, frechet_distance,
-                               nearest_neighbour_distance, sharpness, train_digit_classifier)
+                               nearest_neighbour_distance, sharpness, train_digit_classifier,
+                               within_class_distance)
 
 
 def test_energy_distance_is_zero_for_equal_laws_and_matches_scipy_and_the_closed_form(g):
@@ -70,3 +73,18 @@ def test_bad_input_raises():
         nearest_neighbour_distance(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="shape"):
         DigitClassifier()(torch.zeros(2, 1, 9, 9))
+
+
+def test_within_class_distance_is_the_mean_pairwise_distance_per_class(g):
+    images = torch.rand(30, 1, 8, 8, generator=g)
+    labels = torch.arange(3).repeat(10)
+    flat = images.flatten(1).double()
+    brute = []
+    for c in range(3):
+        members = flat[labels == c]
+        d = torch.cdist(members, members)
+        brute.append(d.sum() / (len(members) * (len(members) - 1)))
+    assert math.isclose(within_class_distance(images, labels), torch.stack(brute).mean().item(), rel_tol=1e-9)
+    assert within_class_distance(images[:2].repeat(5, 1, 1, 1), torch.zeros(10, dtype=torch.long)) > 0
+    with pytest.raises(ValueError, match="two images"):
+        within_class_distance(images[:3], torch.tensor([0, 0, 1]))

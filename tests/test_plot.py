@@ -5,7 +5,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from companion.plot import course_style, density, evaluate_grid, image_grid, loss_curves, scatter  # noqa: E402
+from companion.plot import (course_style, density, evaluate_grid, html_table, image_grid, loss_curves,  # noqa: E402
+                            scatter)
 
 
 def test_helpers_return_figures_and_draw_what_they_are_given(g):
@@ -38,3 +39,10 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="empty"):
         loss_curves({"x": []})
     plt.close("all")
+
+
+def test_html_table_escapes_nothing_and_checks_row_lengths():
+    html = html_table(["a", "b"], [[1, "x"], [2.5, "<i>y</i>"]]).data
+    assert html.count("<tr>") == 3 and "<td>2.5</td>" in html and "<td><i>y</i></td>" in html
+    with pytest.raises(ValueError, match="2 cells"):
+        html_table(["a", "b"], [[1]])
