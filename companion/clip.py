@@ -1,0 +1,193 @@
+r"""A tiny CLIP: a transformer text encoder and an image encoder trained to agree (Radford et al. 2021).
+
+Both encoders map their input to a unit vector in the same space. For a batch of
+images :math:`x_i` with captions :math:`s_i`, the similarity
+:math:`\ell_{ij} = \tau\, f(x_i)^\top g(s_j)` (``tau`` a learned inverse temperature)
+is trained so that each image picks out its own caption among the batch's captions
+and each caption its own image: :func:`contrastive_loss`. Afterwards the text
+encoder alone turns a typed prompt into a vector that
+:mod:`companion.latent_diffusion` conditions on, and the pair classifies images
+"zero-shot" by the nearest caption (:func:`zero_shot_logits`).
+
+The captions are made from the digits' labels (:func:`digit_prompts`): a word
+vocabulary (:class:`WordTokenizer`) is enough for them, where CLIP uses byte-pair
+encoding over 49 152 tokens. The text encoder is the transformer block of
+:mod:`companion.gpt` without the causal mask.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from companion.attention import sinusoidal_positions
+from companion.gpt import Block, GPTConfig
+from companion.utils import check_shape
+
+__all__ = ["NUMBER_WORDS", "TRAIN_TEMPLATES", "HELD_OUT_TEMPLATES", "digit_prompts", "WordTokenizer",
+           "CLIPConfig", "TextEncoder", "ImageEncoder", "CLIP", "contrastive_loss", "zero_shot_logits"]
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+TRAIN_TEMPLATES = ("{}", "the digit {}", "a handwritten {}", "the number {}", "draw the digit {}",
+                   "a picture of the number {}")
+"""Caption templates seen in training; ``{}`` is a number word or a numeral."""
+HELD_OUT_TEMPLATES = ("a handwritten digit {}", "draw the number {}", "a picture of the digit {}")
+"""Never seen in training, made only of words that were: do the encoders generalise?"""
+
+
+def digit_prompts(label: int, templates: tuple[str, ...] = TRAIN_TEMPLATES) -> list[str]:
+    """Every caption of digit ``label`` from ``templates``, with the word and with the numeral.
+
+    Example:
+        >>> digit_prompts(7, ("the digit {}",))
+        ['the digit seven', 'the digit 7']
+    """
+    if not 0 <= label <= 9:
+        raise ValueError(f"label must be a digit 0..9, got {label!r}")
+    return [t.format(w) for t in templates for w in (NUMBER_WORDS[label], str(label))]
+
+
+class WordTokenizer:
+    """Lower-cased words and numerals -> ids; ``encode`` pads with -1, unknown words get ``<unk>``.
+
+    Example:
+        >>> tok = WordTokenizer(["the digit seven", "seven"])
+        >>> tok.words
+        ['<unk>', 'digit', 'seven', 'the']
+        >>> tok.encode(["seven", "the digit seven!"]).tolist()
+        [[2, -1, -1], [3, 1, 2]]
+    """
+
+    def __init__(self, prompts: list[str]) -> None:
+        self.words = ["<unk>"] + sorted({w for p in prompts for w in self.split(p)})
+        self.ids = {w: i for i, w in enumerate(self.words)}
+
+    @staticmethod
+    def split(prompt: str) -> list[str]:
+        return re.findall(r"[a-z]+|[0-9]", prompt.lower())
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    def unknown(self, prompt: str) -> list[str]:
+        """The words of ``prompt`` the vocabulary does not have."""
+        return [w for w in self.split(prompt) if w not in self.ids]
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """``b`` prompts -> token ids ``(b, n)``, ``n`` the longest prompt (at least 1), -1 padding."""
+        if isinstance(prompts, str):
+            raise ValueError("encode takes a list of prompts, got one string")
+        rows = [[self.ids.get(w, 0) for w in self.split(p)] for p in prompts]
+        n = max([1, *map(len, rows)])
+        return torch.tensor([r + [-1] * (n - len(r)) for r in rows], dtype=torch.int64).reshape(len(rows), n)
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    """Sizes of :class:`CLIP` (course-sized defaults for digit captions and 8x8 images)."""
+
+    vocab_size: int
+    embed_dim: int = 32     # the shared space
+    text_dim: int = 64
+    text_layers: int = 2
+    heads: int = 4
+    image_hidden: int = 128
+    image_dim: int = 64     # pixels of an 8x8 image
+
+
+class TextEncoder(nn.Module):
+    r"""Prompt tokens ``(b, n)`` (-1 padding) -> unit text embeddings :math:`g(s)`, ``(b, embed_dim)``.
+
+    A start token is put before every prompt, as CLIP does, and its output after
+    the transformer blocks summarises the prompt:
+    :math:`g(s) = \mathrm{normalize}(W\,\mathrm{LN}(h_0))`. Padding is masked
+    out of attention, so a prompt of padding only - the empty prompt - is just
+    the start token: the unconditional input of classifier-free guidance.
+    """
+
+    def __init__(self, config: CLIPConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.start = c.vocab_size                        # the start token's id
+        self.token_emb = nn.Embedding(c.vocab_size + 1, c.text_dim)
+        block = GPTConfig(vocab_size=c.vocab_size + 1, layers=c.text_layers, heads=c.heads, dim=c.text_dim)
+        self.blocks = nn.ModuleList(Block(block) for _ in range(c.text_layers))
+        self.ln = nn.LayerNorm(c.text_dim)
+        self.proj = nn.Linear(c.text_dim, c.embed_dim, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        check_shape("tokens", tokens, "b n")
+        if tokens.is_floating_point() or (tokens < -1).any() or (tokens >= self.config.vocab_size).any():
+            raise ValueError(f"tokens must be integer ids in [0, {self.config.vocab_size}) or -1 (padding)")
+        b, n = tokens.shape
+        ids = torch.cat([torch.full((b, 1), self.start, device=tokens.device), tokens.clamp(min=0)], dim=1)
+        real = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=tokens.device), tokens >= 0], dim=1)
+        h = self.token_emb(ids) + sinusoidal_positions(n + 1, self.config.text_dim).to(tokens.device)
+        mask = real[:, None, None, :]                      # (b, 1, 1, n + 1): keys that are words
+        for block in self.blocks:
+            h, _ = block(h, mask)
+        return nn.functional.normalize(self.proj(self.ln(h[:, 0])), dim=-1)
+
+
+class ImageEncoder(nn.Module):
+    r"""Images ``(b, 1, 8, 8)`` in [0, 1] -> unit image embeddings :math:`f(x)`, ``(b, embed_dim)``: an MLP."""
+
+    def __init__(self, config: CLIPConfig) -> None:
+        super().__init__()
+        c = config
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(c.image_dim, c.image_hidden), nn.GELU(),
+                                 nn.Linear(c.image_hidden, c.image_hidden), nn.GELU(),
+                                 nn.Linear(c.image_hidden, c.embed_dim))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_shape("images", images, "b 1 8 8")
+        return nn.functional.normalize(self.net(images), dim=-1)
+
+
+class CLIP(nn.Module):
+    """The two encoders and the learned inverse temperature ``log_tau`` (initialised to 1/0.07, as CLIP)."""
+
+    def __init__(self, config: CLIPConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.text = TextEncoder(config)
+        self.image = ImageEncoder(config)
+        self.log_tau = nn.Parameter(torch.tensor(1 / 0.07).log())
+
+    def logits(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        r""":math:`\ell_{ij} = \tau\, f(x_i)^\top g(s_j)`, ``(b_images, b_prompts)``; :math:`\tau \le 100`."""
+        return self.log_tau.clamp(max=math.log(100.0)).exp() * self.image(images) @ self.text(tokens).T
+
+
+def contrastive_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""The symmetric contrastive loss of CLIP, one value per pair ``(b,)``.
+
+    .. math:: L_i = -\tfrac12 \Big[\log \frac{e^{\ell_{ii}}}{\sum_j e^{\ell_{ij}}}
+              + \log \frac{e^{\ell_{ii}}}{\sum_j e^{\ell_{ji}}}\Big]
+
+    ``logits: (b, b)`` pairs image :math:`i` with caption :math:`i` on the
+    diagonal. Captions made from labels repeat: two sevens in a batch make two
+    right answers for each of them. So the target of row :math:`i` is spread
+    evenly over every :math:`j` with the same label (``labels: (b,)``); with all
+    labels distinct this is exactly CLIP's loss.
+    """
+    check_shape("logits", logits, "b b")
+    check_shape("labels", labels, "b", b=logits.shape[0])
+    same = (labels[:, None] == labels[None, :]).to(logits.dtype)
+    target = same / same.sum(dim=1, keepdim=True)            # rows sum to 1; symmetric
+    image_to_text = -(target * logits.log_softmax(dim=1)).sum(dim=1)
+    text_to_image = -(target * logits.log_softmax(dim=0)).sum(dim=0)
+    return (image_to_text + text_to_image) / 2
+
+
+@torch.no_grad()
+def zero_shot_logits(model: CLIP, images: torch.Tensor, tokenizer: WordTokenizer,
+                     template: str = "the digit {}") -> torch.Tensor:
+    """Score ``images (b, 1, 8, 8)`` against one caption per digit: ``(b, 10)``; argmax classifies."""
+    tokens = tokenizer.encode([template.format(w) for w in NUMBER_WORDS])
+    return model.logits(images, tokens)
