@@ -173,11 +173,12 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> objec
     """A small HTML table of ``rows`` under ``header``, as a Jupyter display object.
 
     The site renders it as a table (a Markdown table printed from code would
-    show as plain text). Cells are shown with ``str``; format numbers first.
+    show as plain text), styled by the theme like a pandas ``DataFrame``
+    (class ``dataframe``). Cells are shown with ``str``; format numbers first.
 
     Example:
         >>> html_table(["w", "agrees"], [[1, "85%"]]).data
-        '<table><thead><tr><th>w</th><th>agrees</th></tr></thead><tbody><tr><td>1</td><td>85%</td></tr></tbody></table>'
+        '<table class="dataframe"><thead><tr><th>w</th><th>agrees</th></tr></thead><tbody><tr><td>1</td><td>85%</td></tr></tbody></table>'
     """
     from IPython.display import HTML
 
@@ -185,4 +186,4 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> objec
         raise ValueError(f"every row must have {len(header)} cells like the header")
     cells = lambda tag, row: "".join(f"<{tag}>{c}</{tag}>" for c in row)  # noqa: E731
     body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
-    return HTML(f"<table><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>")
+    return HTML(f"<table class=\"dataframe\"><thead><tr>{cells('th', header)}</tr></thead><tbody>{body}</tbody></table>")
