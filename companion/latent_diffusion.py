@@ -73,7 +73,7 @@ class TextConditionedDenoiser(nn.Module):
     cross-attends to every token's output instead, which matters for long prompts.
     """
 
-    def __init__(self, text_encoder: TextEncoder, latent_dim: int, hidden: int = 256, depth: int = 3) -> None:
+    def __init__(self, text_encoder: TextEncoder, latent_dim: int, hidden: int = 128, depth: int = 3) -> None:
         super().__init__()
         self.text = text_encoder.eval().requires_grad_(False)
         self.net = MLPDenoiser(MLPDenoiserConfig(data_dim=latent_dim, hidden=hidden, depth=depth,
