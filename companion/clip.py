@@ -102,8 +102,9 @@ class CLIPConfig:
 class TextEncoder(nn.Module):
     r"""Prompt tokens ``(b, n)`` (-1 padding) -> unit text embeddings :math:`g(s)`, ``(b, embed_dim)``.
 
-    A start token is put before every prompt, as CLIP does, and its output after
-    the transformer blocks summarises the prompt:
+    A start token is put before every prompt and its output after the
+    transformer blocks summarises the prompt, like BERT's classification token
+    (CLIP's causal text transformer reads an end token instead):
     :math:`g(s) = \mathrm{normalize}(W\,\mathrm{LN}(h_0))`. Padding is masked
     out of attention, so a prompt of padding only - the empty prompt - is just
     the start token: the unconditional input of classifier-free guidance.
