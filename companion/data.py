@@ -21,7 +21,7 @@ from companion.utils import check_shape
 __all__ = [
     "two_moons", "eight_gaussians", "ring_modes", "swiss_roll", "checkerboard",
     "gaussian_classes", "digits", "DIGIT_SPLITS", "DIGIT_LEVELS",
-    "nats_to_bits_per_dim", "text_corpus", "CharTokenizer",
+    "nats_to_bits_per_dim", "independent_pixels_nll", "text_corpus", "CharTokenizer",
 ]
 
 
@@ -201,6 +201,37 @@ def nats_to_bits_per_dim(nats: float | torch.Tensor, dims: int = 64) -> float | 
     if dims < 1:
         raise ValueError(f"dims must be >= 1, got {dims}")
     return nats / (dims * math.log(2))
+
+
+def independent_pixels_nll(train_levels: torch.Tensor, levels: torch.Tensor,
+                           num_levels: int = DIGIT_LEVELS) -> torch.Tensor:
+    r"""The yardstick of every likelihood in the book: :math:`-\log P(x)` in nats, ``(b,)``,
+    for a model whose pixels are independent, each with its own histogram.
+
+    .. math:: P(x) = \prod_j \frac{n_j(x_j) + 1}{n + K}
+
+    :math:`n_j(k)` counts the training images whose pixel :math:`j` has level
+    :math:`k` (one pseudo-count per level, so no level gets probability 0).
+    ``train_levels: (n, ...)`` and ``levels: (b, ...)`` hold integer levels
+    ``0 .. num_levels - 1`` with the same number of pixels.
+
+    Example:
+        >>> train = torch.tensor([[0, 1], [0, 1], [0, 0]])
+        >>> nll = independent_pixels_nll(train, torch.tensor([[0, 1]]), num_levels=2)
+        >>> round(nll.item(), 4) == round(-math.log(4 / 5 * 3 / 5), 4)
+        True
+    """
+    if train_levels.is_floating_point() or levels.is_floating_point():
+        raise ValueError("independent_pixels_nll takes integer levels (digits(as_levels=True))")
+    train, test = train_levels.flatten(1), levels.flatten(1)
+    if train.shape[1] != test.shape[1] or train.shape[0] == 0:
+        raise ValueError(f"need non-empty training levels with as many pixels as levels, "
+                         f"got {tuple(train_levels.shape)} and {tuple(levels.shape)}")
+    if min(train.min(), test.min()) < 0 or max(train.max(), test.max()) >= num_levels:
+        raise ValueError(f"levels must lie in 0 .. {num_levels - 1}")
+    counts = torch.nn.functional.one_hot(train, num_levels).sum(0).double() + 1   # (pixels, K)
+    log_p = (counts / counts.sum(1, keepdim=True)).log()
+    return -log_p.gather(1, test.T).sum(0)
 
 
 # --- text ---------------------------------------------------------------------

@@ -92,3 +92,20 @@ def test_text_corpus_is_offline_deterministic_and_round_trips():
         data.CharTokenizer("abc").decode([0, 3])
     with pytest.raises(ValueError, match="empty"):
         data.CharTokenizer("")
+
+
+def test_independent_pixels_nll_is_the_product_of_smoothed_histograms(g):
+    train = torch.randint(0, 5, (40, 6), generator=g)
+    test = torch.randint(0, 5, (7, 6), generator=g)
+    nll = data.independent_pixels_nll(train, test, num_levels=5)
+    expected = torch.zeros(7, dtype=torch.float64)
+    for j in range(6):
+        p = (torch.bincount(train[:, j], minlength=5).double() + 1) / (40 + 5)
+        expected -= p[test[:, j]].log()
+    assert torch.allclose(nll, expected, atol=1e-12)
+    # the training images themselves are likelier on average than uniform noise
+    assert data.independent_pixels_nll(train, train, num_levels=5).mean() < 6 * math.log(5)
+    with pytest.raises(ValueError, match="integer"):
+        data.independent_pixels_nll(train.float(), test, num_levels=5)
+    with pytest.raises(ValueError, match="0 .. 4"):
+        data.independent_pixels_nll(train, test + 5, num_levels=5)
