@@ -1,4 +1,4 @@
-"""Small utilities every chapter uses: seeding, device choice, showing source code.
+"""Small utilities every chapter uses: seeding, device choice, showing source code, timing.
 
 Chapters call :func:`seed_everything` once at the top so that every number they
 print is the same from run to run on the same machine, and :func:`show_source`
@@ -10,11 +10,13 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "show_source", "check_shape"]
+__all__ = ["seed_everything", "get_device", "show_source", "check_shape", "best_time"]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -126,6 +128,26 @@ def check_shape(name: str, x: torch.Tensor, pattern: str, **sizes: int) -> None:
     sizes = dict(sizes)
     for axis, size in zip(axes, x.shape):
         expected = int(axis) if axis.isdigit() else sizes.setdefault(axis, size)  # a repeated name: same size
-        if expected is not None and size != expected:
+        if size != expected:
             raise ValueError(f"expected {name} of shape {wanted} with {axis}={expected}, got {got}"
                              if not axis.isdigit() else f"expected {name} of shape {wanted}, got {got}")
+
+
+def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
+    """Wall time in seconds of the fastest of ``repeats`` calls of ``fn()``.
+
+    The fastest run is the one least disturbed by other work on a shared
+    machine, so sampling-cost comparisons do not flip on a hiccup.
+
+    Example:
+        >>> best_time(lambda: sum(range(1000))) < 1.0
+        True
+    """
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -143,7 +143,7 @@ class VAE(nn.Module):
         if not 0.0 <= input_dropout < 1.0:
             raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
         self.in_dim, self.latent_dim, self.likelihood, self.levels = in_dim, latent_dim, likelihood, levels
-        # Input dropout (training only): any q(z | x) gives a valid bound; this one overfits less.
+        # Input dropout (training only; Im et al. 2017): any q(z | x) gives a valid bound.
         self.encoder = nn.Sequential(nn.Dropout(input_dropout), *_mlp(in_dim, hidden, 2 * latent_dim))
         out = in_dim * levels if likelihood == "categorical" else in_dim
         self.decoder = _mlp(latent_dim, hidden, out)

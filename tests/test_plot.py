@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from companion.plot import (course_style, density, evaluate_grid, html_table, image_grid, loss_curves,  # noqa: E402
-                            scatter)
+                            png_row, scatter)
 
 
 def test_helpers_return_figures_and_draw_what_they_are_given(g):
@@ -46,3 +46,19 @@ def test_html_table_escapes_nothing_and_checks_row_lengths():
     assert html.count("<tr>") == 3 and "<td>2.5</td>" in html and "<td><i>y</i></td>" in html
     with pytest.raises(ValueError, match="2 cells"):
         html_table(["a", "b"], [[1]])
+
+
+def test_png_row_tiles_images_left_to_right_dark_on_white():
+    from io import BytesIO
+
+    from PIL import Image
+
+    images = torch.zeros(3, 1, 8, 8)
+    images[1] = 1.0                                               # the middle image is all ink
+    picture = Image.open(BytesIO(png_row(images, zoom=2)))
+    assert picture.size == (3 * 8 * 2, 8 * 2)
+    assert picture.getpixel((0, 0)) == 255 and picture.getpixel((8 * 2 + 1, 1)) == 0
+    with pytest.raises(ValueError, match="zoom"):
+        png_row(images, zoom=0)
+    with pytest.raises(ValueError, match="shape"):
+        png_row(torch.zeros(8, 8))

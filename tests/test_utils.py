@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from companion.utils import check_shape, get_device, seed_everything, show_source
+from companion.utils import best_time, check_shape, get_device, seed_everything, show_source
 
 
 def test_seed_everything_repeats_torch_and_numpy_draws():
@@ -59,3 +59,11 @@ def test_check_shape_ties_a_repeated_axis_name():
     check_shape("logits", torch.zeros(3, 3), "b b")
     with pytest.raises(ValueError, match=r"shape \(b, b\) with b=3, got \(3, 4\)"):
         check_shape("logits", torch.zeros(3, 4), "b b")
+
+
+def test_best_time_is_the_fastest_of_the_repeats():
+    calls = []
+    elapsed = best_time(lambda: calls.append(1), repeats=4)
+    assert len(calls) == 4 and 0 <= elapsed < 0.1
+    with pytest.raises(ValueError, match="repeats"):
+        best_time(lambda: None, repeats=0)
