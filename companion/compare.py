@@ -32,7 +32,7 @@ from torch import nn
 
 from companion import arm, diffusion, flows, gan, vae
 from companion.data import DIGIT_LEVELS, digits
-from companion.denoisers import TinyUNet, UNetConfig
+from companion.denoisers import TinyUNet, UNetConfig, num_parameters  # noqa: F401 (re-exported)
 from companion.train import train
 
 __all__ = ["FAMILIES", "RECIPES", "CHECKPOINTS", "build", "fit", "generate", "negative_log_likelihood",
@@ -257,7 +257,7 @@ def _log_bin_probability(x0: torch.Tensor, mean: torch.Tensor, std: float, level
     flip = lo > 0
     a, c = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)      # P = Phi(c) - Phi(a), a < c
     log_c, log_a = torch.special.log_ndtr(c), torch.special.log_ndtr(a)
-    return log_c + torch.log1p(-torch.exp(log_a - log_c).clamp(max=1.0 - 1e-300))
+    return log_c + torch.log1p(-torch.exp(log_a - log_c))
 
 
 @torch.no_grad()
@@ -310,11 +310,6 @@ def diffusion_nll_bound(net: nn.Module, levels: torch.Tensor, schedule: diffusio
 
 
 # --- sizes and checkpoints ---------------------------------------------------------------
-
-def num_parameters(model: nn.Module) -> int:
-    """Trainable parameters of a model (for the GAN: the generator, what sampling needs)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
 
 def save_checkpoint(family: str, seed: int, model: nn.Module, metadata: dict, *,
                     directory: Path | str = CHECKPOINTS) -> Path:

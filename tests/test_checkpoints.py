@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from companion import compare
+from companion.data import digits
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(compare.CHECKPOINTS.glob("*.pt"))
@@ -43,9 +44,8 @@ def test_the_script_retrains_a_model_briefly(tmp_path):
     model, meta = compare.load_checkpoint("vae", 0, directory=tmp_path)
     assert meta["recipe"]["steps"] == 30 and meta["family"] == "vae"
     fresh = compare.build("vae", seed=0)
-    x, _ = __import__("companion.data", fromlist=["digits"]).digits("val", as_levels=True)
+    x, _ = digits("val", as_levels=True)
     g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        before = compare.negative_log_likelihood("vae", fresh, x[:100], generator=g, k=1).mean()
-        after = compare.negative_log_likelihood("vae", model, x[:100], generator=g, k=1).mean()
+    before = compare.negative_log_likelihood("vae", fresh, x[:100], generator=g, k=1).mean()
+    after = compare.negative_log_likelihood("vae", model, x[:100], generator=g, k=1).mean()
     assert after < before - 10

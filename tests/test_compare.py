@@ -20,7 +20,7 @@ def test_bin_probabilities_of_the_discrete_decoder_sum_to_one(float64):
 
 def test_bin_probability_matches_the_normal_cdf(float64):
     normal = torch.distributions.Normal(0.1, 0.2)
-    x0 = torch.tensor([2 / 16 - 1 + 8 / 16 * 2])          # level 10 on [-1, 1]
+    x0 = torch.tensor([2 / 16 - 1 + 8 / 16 * 2])          # level 9 on [-1, 1] (-1 + 2 * 9 / 16)
     half = 1 / 16
     exact = (normal.cdf(x0 + half) - normal.cdf(x0 - half)).log()
     got = compare._log_bin_probability(x0, torch.tensor([0.1]), 0.2, 17)
