@@ -1,7 +1,6 @@
 """Tests for companion.flows: invertibility, log-dets against autograd Jacobians, normalisation."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -5,11 +5,9 @@ Fast unit tests (no site needed); they run in ``make test``.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
