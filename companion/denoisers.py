@@ -19,34 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from companion.attention import sinusoidal_embedding
 from companion.utils import check_shape
 
-__all__ = ["sinusoidal_embedding", "MLPDenoiserConfig", "MLPDenoiser", "UNetConfig", "TinyUNet",
+__all__ = ["MLPDenoiserConfig", "MLPDenoiser", "UNetConfig", "TinyUNet",
            "num_parameters"]
-
-
-def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    r"""Embed timesteps ``t: (b,)`` as ``(b, dim)`` sines and cosines of geometric frequencies.
-
-    .. math:: e(t) = \big[\sin(\omega_0 t), \dots, \sin(\omega_{k-1} t),
-              \cos(\omega_0 t), \dots, \cos(\omega_{k-1} t)\big],
-              \quad \omega_i = \text{max\_period}^{-i/k},\ k = \text{dim}/2
-
-    Nearby timesteps get similar vectors, and every frequency from one cycle
-    per step down to one cycle per ~60 000 steps is present.
-
-    Example:
-        >>> e = sinusoidal_embedding(torch.tensor([0, 10, 999]), 16)
-        >>> e.shape, bool(e[0, :8].abs().max() == 0)  # sin(0) = 0
-        (torch.Size([3, 16]), True)
-    """
-    check_shape("t", t, "b")
-    if dim < 2 or dim % 2:
-        raise ValueError(f"dim must be an even number >= 2, got {dim}")
-    half = dim // 2
-    freqs = max_period ** (-torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    angles = t.float()[:, None] * freqs[None, :]          # (b, half)
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 class _Conditioning(nn.Module):

@@ -1,4 +1,4 @@
-"""Small utilities every chapter uses: seeding, device choice, showing source code, timing.
+"""Small utilities every chapter uses: seeding, device choice, model size and mode, showing source code, timing.
 
 Chapters call :func:`seed_everything` once at the top so that every number they
 print is the same from run to run on the same machine, and :func:`show_source`
@@ -11,12 +11,14 @@ import inspect
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "show_source", "check_shape", "best_time"]
+__all__ = ["seed_everything", "get_device", "num_parameters", "mode", "show_source", "check_shape",
+           "best_time"]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -68,6 +70,44 @@ def get_device(prefer: str | None = None) -> torch.device:
         if available[name]:
             return torch.device(name)
     raise AssertionError("unreachable: the CPU is always available")
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters of ``model`` (the one model-size figure of the book).
+
+    Example:
+        >>> num_parameters(torch.nn.Linear(3, 2))
+        8
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextmanager
+def mode(model: torch.nn.Module, training: bool) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in training (``True``) or evaluation mode inside the block, then restore its mode.
+
+    The package's one policy: every sampler and estimator runs the model in
+    evaluation mode, every trainer in training mode, and each leaves the model in
+    the mode it found it in.
+
+    Example:
+        >>> net = torch.nn.Dropout(0.5).train()
+        >>> with mode(net, training=False):
+        ...     net.training
+        False
+        >>> net.training
+        True
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def show_source(obj: object) -> object:

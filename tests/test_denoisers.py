@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from companion.denoisers import MLPDenoiser, MLPDenoiserConfig, TinyUNet, UNetConfig, sinusoidal_embedding
+from companion.attention import sinusoidal_embedding
+from companion.denoisers import MLPDenoiser, MLPDenoiserConfig, TinyUNet, UNetConfig
 from companion.diffusion import NoiseSchedule, ddpm_loss
 from companion.train import train
 
