@@ -38,7 +38,7 @@ Randomness comes only from the ``generator`` argument, a CPU ``torch.Generator``
 (``None`` means PyTorch's default one): the numbers are drawn on the CPU and
 moved to the model's device (:mod:`companion.rng`), so one seed gives the same
 samples on the CPU, CUDA and MPS. Library code never seeds or reseeds the global
-generator (:func:`companion.rng.fresh_init` builds a model from a seed without
+generator (:func:`companion.utils.fresh_init` builds a model from a seed without
 touching it). Models and data go to a device together (``model.to(device)``,
 ``x.to(device)``); every trainer, sampler and estimator then works there, and
 leaves the model in the train/eval mode it found it in

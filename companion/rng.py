@@ -18,17 +18,13 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TypeVar
+from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_generator", "randn", "rand", "randint", "randperm", "multinomial", "bernoulli",
-           "fresh_init"]
+__all__ = ["check_generator", "randn", "rand", "randint", "randperm", "multinomial", "bernoulli"]
 
 Device = torch.device | str | None
-M = TypeVar("M")
 
 
 def check_generator(generator: object) -> torch.Generator | None:
@@ -83,29 +79,3 @@ def bernoulli(probs: torch.Tensor, *, generator: torch.Generator | None = None) 
     """0/1 draws with probabilities ``probs`` (any shape), drawn on the CPU, on ``probs``' device and dtype."""
     u = torch.rand(tuple(probs.shape), generator=check_generator(generator))
     return (u < probs.detach().cpu()).to(device=probs.device, dtype=probs.dtype)
-
-
-@contextmanager
-def _forked(seed: int) -> Iterator[None]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def fresh_init(build: Callable[[], M], seed: int) -> M:
-    """``build()`` with PyTorch's default initialisers seeded by ``seed``; the global RNG is left as it was.
-
-    ``nn.Linear`` and friends initialise from the global generator and take no
-    ``generator`` argument; this forks it, so building a model never changes what
-    the caller's next ``torch.randn`` returns.
-
-    Example:
-        >>> a = fresh_init(lambda: torch.nn.Linear(2, 2), seed=3)
-        >>> b = fresh_init(lambda: torch.nn.Linear(2, 2), seed=3)
-        >>> torch.equal(a.weight, b.weight)
-        True
-    """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    with _forked(seed):
-        return build()

@@ -12,12 +12,13 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "num_parameters", "mode", "show_source", "check_shape",
+__all__ = ["seed_everything", "fresh_init", "get_device", "num_parameters", "mode", "show_source", "check_shape",
            "best_time"]
 
 
@@ -42,6 +43,29 @@ def seed_everything(seed: int) -> torch.Generator:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.Generator().manual_seed(seed)
+
+
+M = TypeVar("M")
+
+
+def fresh_init(build: Callable[[], M], seed: int) -> M:
+    """``build()`` with PyTorch's default initialisers seeded by ``seed``; the global RNG is left as it was.
+
+    ``nn.Linear`` and friends initialise from the global generator and take no
+    ``generator`` argument; this forks it (``torch.random.fork_rng``), so building a
+    model from a seed never changes what the caller's next ``torch.randn`` returns.
+
+    Example:
+        >>> a = fresh_init(lambda: torch.nn.Linear(2, 2), seed=3)
+        >>> b = fresh_init(lambda: torch.nn.Linear(2, 2), seed=3)
+        >>> torch.equal(a.weight, b.weight)
+        True
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def get_device(prefer: str | None = None) -> torch.device:

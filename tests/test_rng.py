@@ -3,7 +3,7 @@ building a model from a seed leaves the global generator alone."""
 import pytest
 import torch
 
-from companion import rng
+from companion import rng, utils
 
 
 def test_same_seed_same_noise_and_requested_dtype():
@@ -23,7 +23,7 @@ def test_fresh_init_leaves_the_global_generator_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    rng.fresh_init(lambda: torch.nn.Linear(8, 8), seed=0)
+    utils.fresh_init(lambda: torch.nn.Linear(8, 8), seed=0)
     assert torch.equal(torch.rand(3), expected)
 
 
