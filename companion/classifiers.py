@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import torch
 
+from companion import checks
 from companion.utils import check_shape
 
 __all__ = ["GaussianClassifier", "LogisticRegression", "accuracy"]
 
 
 def _check_xy(x: torch.Tensor, y: torch.Tensor) -> None:
-    check_shape("x", x, "n d")
+    checks.floats("x", x, "n d")
     check_shape("y", y, "n", n=x.shape[0])
-    if x.shape[0] == 0:
-        raise ValueError("cannot fit on an empty data set")
     if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
 
@@ -170,6 +169,17 @@ class LogisticRegression:
 
 
 def accuracy(model: GaussianClassifier | LogisticRegression, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of points whose predicted class equals ``y``."""
+    """Share of points ``x: (n, d)`` whose predicted class equals ``y: (n,)``.
+
+    ``y`` must have one label per point: a column ``(n, 1)`` would broadcast
+    against the predictions into an ``(n, n)`` table and give a meaningless share.
+
+    Example:
+        >>> x = torch.tensor([[0.], [1.], [3.], [4.]])
+        >>> y = torch.tensor([0, 0, 1, 1])
+        >>> accuracy(LogisticRegression().fit(x, y), x, y)
+        1.0
+    """
+    _check_xy(x, y)
     return (model.predict(x) == y).double().mean().item()
 

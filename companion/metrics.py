@@ -16,9 +16,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from companion import checks
 from companion.data import digits
 from companion.train import train
-from companion.utils import check_shape
+from companion.utils import check_shape, fresh_init, mode
 
 __all__ = ["energy_distance", "frechet_distance", "sharpness", "nearest_neighbour_distance",
            "within_class_distance", "DigitClassifier", "train_digit_classifier", "classifier_scores"]
@@ -39,8 +40,8 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
         >>> abs(energy_distance(a, b)) < 0.02, energy_distance(a, b + 3) > 1
         (True, True)
     """
-    check_shape("x", x, "n d")
-    check_shape("y", y, "m d", d=x.shape[1])
+    checks.finite("x", checks.floats("x", x, "n d"))
+    checks.floats("y", y, "m d", d=x.shape[1])
     if x.shape[0] < 2 or y.shape[0] < 2:
         raise ValueError(f"need at least 2 points in each sample, got {x.shape[0]} and {y.shape[0]}")
     x, y = x.double(), y.double()
@@ -73,8 +74,8 @@ def frechet_distance(fa: torch.Tensor, fb: torch.Tensor) -> float:
         >>> round(frechet_distance(f, f), 6), round(frechet_distance(f, f + 1), 2)
         (0.0, 3.0)
     """
-    check_shape("fa", fa, "n k")
-    check_shape("fb", fb, "m k", k=fa.shape[1])
+    checks.floats("fa", fa, "n k")
+    checks.floats("fb", fb, "m k", k=fa.shape[1])
     if fa.shape[0] < 2 or fb.shape[0] < 2:
         raise ValueError("need at least 2 feature vectors in each set")
     fa, fb = fa.double(), fb.double()
@@ -104,7 +105,7 @@ def sharpness(images: torch.Tensor) -> torch.Tensor:
         >>> bool(sharpness(edge) > sharpness(flat))
         True
     """
-    check_shape("images", images, "b 1 h w")
+    checks.floats("images", images, "b 1 h w")
     if images.shape[-1] < 3 or images.shape[-2] < 3:
         raise ValueError(f"images must be at least 3x3, got {tuple(images.shape[-2:])}")
     kernel = LAPLACIAN.to(images)[None, None]
@@ -177,11 +178,11 @@ def train_digit_classifier(seed: int = 0, steps: int = 600) -> DigitClassifier:
     """Train a :class:`DigitClassifier` on the train split (a few seconds on a CPU).
 
     Small random shifts of up to one pixel make it robust to the slight
-    misalignments of generated digits. Returned in ``eval`` mode.
+    misalignments of generated digits. Returned in ``eval`` mode. The initial
+    weights come from ``seed`` without touching the global random generator.
     """
-    torch.manual_seed(seed)
     x, y = digits("train")
-    model = DigitClassifier()
+    model = fresh_init(DigitClassifier, seed)
     gen = torch.Generator().manual_seed(seed)
 
     def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -199,18 +200,23 @@ def classifier_scores(classifier: DigitClassifier, images: torch.Tensor,
                       reference: torch.Tensor | None = None) -> dict[str, object]:
     """Score generated digits ``images: (b, 1, 8, 8)`` in [0, 1] with a trained classifier.
 
+    ``images`` (and ``reference``) must be intensities in [0, 1] on the classifier's
+    device: grey levels 0..16 are refused, not scored as if they were intensities.
     Returns a dict with ``fd`` (Frechet distance of classifier features to
     ``reference``, by default the test split), ``confidence`` (mean largest
     class probability), ``labels`` (predicted class per image, ``(b,)``) and
     ``class_histogram`` (share of each predicted class, ``(10,)``).
     """
-    check_shape("images", images, "b 1 8 8")
+    images = checks.intensities("images", images, "b 1 8 8", model=classifier)
     if reference is None:
-        reference, _ = digits("test")
-    probs = classifier(images.float()).softmax(dim=1)
+        reference = digits("test")[0].to(checks.model_device(classifier))
+    reference = checks.intensities("reference", reference, "m 1 8 8", model=classifier)
+    with mode(classifier, training=False):
+        probs = classifier(images).softmax(dim=1)
+        features, reference_features = classifier.features(images), classifier.features(reference)
     labels = probs.argmax(dim=1)
     return {
-        "fd": frechet_distance(classifier.features(images.float()), classifier.features(reference.float())),
+        "fd": frechet_distance(features.cpu(), reference_features.cpu()),
         "confidence": probs.max(dim=1).values.mean().item(),
         "labels": labels,
         "class_histogram": torch.bincount(labels, minlength=10).float() / labels.numel(),

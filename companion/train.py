@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from contextlib import nullcontext
+
 import torch
 from tqdm.auto import tqdm
+
+from companion.utils import mode
 
 __all__ = ["train", "evaluate", "minibatches"]
 
@@ -47,10 +51,10 @@ def minibatches(data: torch.Tensor | Sequence[torch.Tensor], batch_size: int, *,
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            yield tuple(t[idx] for t in data)
+            yield tuple(t[idx.to(t.device)] for t in data)
 
 
-def train(loss_fn: LossFn, params: Iterable[torch.nn.Parameter],
+def train(loss_fn: LossFn, params: torch.nn.Module | Iterable[torch.nn.Parameter],
           data: torch.Tensor | Sequence[torch.Tensor], *, steps: int, lr: float = 1e-3,
           batch_size: int = 128, seed: int = 0, weight_decay: float = 0.0,
           max_grad_norm: float | None = None, lr_schedule: str = "constant",
@@ -60,7 +64,8 @@ def train(loss_fn: LossFn, params: Iterable[torch.nn.Parameter],
     Args:
         loss_fn: maps one mini-batch, unpacked (``loss_fn(x)`` or
             ``loss_fn(x, y)``), to per-example losses ``(b,)``.
-        params: the parameters to optimise.
+        params: the parameters to optimise, or a model: then its parameters, and the
+            model is trained in training mode and left in the mode it was in.
         data: a tensor ``(n, ...)`` or a tuple of tensors sharing ``n``.
         steps: optimizer steps.
         lr_schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over ``steps``).
@@ -69,13 +74,15 @@ def train(loss_fn: LossFn, params: Iterable[torch.nn.Parameter],
             everywhere, as the book build and the tests do).
 
     Returns:
-        The mean loss of every step, a list of ``steps`` floats.
+        The mean loss of every step, a list of ``steps`` floats. A loss that turns
+        NaN or infinite stops the run with a ``ValueError`` naming the step.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-    params = [p for p in params if p.requires_grad]
+    model = params if isinstance(params, torch.nn.Module) else None
+    params = [p for p in (model.parameters() if model is not None else params) if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters were given")
     generator = torch.Generator().manual_seed(seed)
@@ -86,22 +93,33 @@ def train(loss_fn: LossFn, params: Iterable[torch.nn.Parameter],
     history: list[float] = []
     # Pass ``disable`` only to switch the bar off, so that TQDM_DISABLE=1 still works.
     bar = tqdm(range(steps), desc=desc, mininterval=0.5, **({} if progress else {"disable": True}))
-    for _ in bar:
-        losses = loss_fn(*next(batches))
-        if losses.dim() != 1:
-            raise ValueError(f"loss_fn must return one loss per example, shape (b,), got {tuple(losses.shape)}")
-        loss = losses.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        history.append(loss.item())
-        if len(history) % 50 == 0:
-            bar.set_postfix(loss=f"{sum(history[-50:]) / 50:.4f}")
+    with mode(model, training=True) if model is not None else nullcontext():
+        for step in bar:
+            history.append(_step(loss_fn, next(batches), params, optimizer, max_grad_norm, step))
+            if scheduler is not None:
+                scheduler.step()
+            if len(history) % 50 == 0:
+                bar.set_postfix(loss=f"{sum(history[-50:]) / 50:.4f}")
     return history
+
+
+def _step(loss_fn: LossFn, batch: Batch, params: list[torch.nn.Parameter],
+          optimizer: torch.optim.Optimizer, max_grad_norm: float | None, step: int) -> float:
+    """One optimizer step on the mean of ``loss_fn(*batch)``; returns that mean."""
+    losses = loss_fn(*batch)
+    if not isinstance(losses, torch.Tensor) or losses.dim() != 1:
+        got = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+        raise ValueError(f"loss_fn must return one loss per example, shape (b,), got {got}")
+    loss = losses.mean()
+    if not torch.isfinite(loss):
+        raise ValueError(f"the loss is {loss.item()} at step {step}: training diverged "
+                         "(try a smaller lr, max_grad_norm, or check the data)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    return loss.item()
 
 
 @torch.no_grad()

@@ -72,5 +72,13 @@ def test_bad_input_raises():
         LogisticRegression().fit(x, y + 1)
     with pytest.raises(ValueError, match="shape"):
         LogisticRegression().fit(x, y).predict(torch.zeros(3, 5))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="at least one example"):
         GaussianClassifier().fit(torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64))
+
+
+def test_accuracy_refuses_a_column_of_labels():
+    x, y = two_moons(40, seed=0, return_labels=True)
+    model = LogisticRegression().fit(x, y)
+    assert accuracy(model, x, model.predict(x)) == 1.0
+    with pytest.raises(ValueError, match=r"expected y of shape \(n\)"):
+        accuracy(model, x, model.predict(x)[:, None])

@@ -88,3 +88,16 @@ def test_within_class_distance_is_the_mean_pairwise_distance_per_class(g):
     assert within_class_distance(images[:2].repeat(5, 1, 1, 1), torch.zeros(10, dtype=torch.long)) > 0
     with pytest.raises(ValueError, match="two images"):
         within_class_distance(images[:3], torch.tensor([0, 0, 1]))
+
+
+def test_classifier_scores_refuse_grey_levels_and_training_leaves_the_global_rng_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(2)
+    torch.manual_seed(7)
+    clf = train_digit_classifier(seed=0, steps=2)
+    assert torch.equal(torch.rand(2), expected)
+    levels, _ = digits("test", as_levels=True)
+    with pytest.raises(ValueError, match="divide them by 16"):
+        classifier_scores(clf, levels[:10])
+    with pytest.raises(ValueError, match="divide them by 16"):
+        classifier_scores(clf, levels[:10].float())

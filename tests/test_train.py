@@ -49,3 +49,22 @@ def test_bad_input_raises_clear_errors():
         train(lambda xb: (w * xb).sum(), [w], torch.zeros(4), steps=1, progress=False)
     with pytest.raises(ValueError, match="no trainable"):
         train(lambda xb: xb, [], torch.zeros(4), steps=1)
+
+
+def test_train_given_a_model_trains_it_in_training_mode_and_restores_its_mode(g):
+    x, y, _ = _regression(g)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 1), torch.nn.Dropout(0.0)).eval()
+    seen = []
+
+    def loss_fn(xb, yb):
+        seen.append(model.training)
+        return (model(xb).squeeze(1) - yb) ** 2
+
+    train(loss_fn, model, (x, y), steps=3, progress=False)
+    assert seen == [True, True, True] and not model.training
+
+
+def test_a_diverging_loss_stops_with_a_clear_error():
+    w = torch.nn.Parameter(torch.ones(1))
+    with pytest.raises(ValueError, match="the loss is nan at step 0: training diverged"):
+        train(lambda xb: w * xb * float("nan"), [w], torch.ones(4), steps=2, progress=False)
