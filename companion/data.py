@@ -21,7 +21,7 @@ from companion.utils import check_shape
 __all__ = [
     "two_moons", "eight_gaussians", "ring_modes", "swiss_roll", "checkerboard",
     "gaussian_classes", "digits", "DIGIT_SPLITS", "DIGIT_LEVELS",
-    "nats_to_bits_per_dim", "independent_pixels_nll", "text_corpus", "CharTokenizer",
+    "to_intensities", "nats_to_bits_per_dim", "independent_pixels_nll", "text_corpus", "CharTokenizer",
 ]
 
 
@@ -187,6 +187,21 @@ def digits(split: str = "train", *, as_levels: bool = False) -> tuple[torch.Tens
     if as_levels:
         return levels, labels
     return levels.float() / (DIGIT_LEVELS - 1), labels
+
+
+def to_intensities(levels: torch.Tensor, num_levels: int = DIGIT_LEVELS) -> torch.Tensor:
+    """Integer grey levels ``0 .. num_levels-1`` -> float intensities in [0, 1] (``level / 16``).
+
+    Example:
+        >>> to_intensities(torch.tensor([0, 8, 16])).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    if not isinstance(levels, torch.Tensor) or levels.is_floating_point() or levels.dtype == torch.bool:
+        raise ValueError(f"expected integer grey levels, got {getattr(levels, 'dtype', type(levels).__name__)}")
+    if levels.numel() and (levels.min() < 0 or levels.max() >= num_levels):
+        raise ValueError(f"expected grey levels 0..{num_levels - 1}, got values in "
+                         f"[{levels.min().item()}, {levels.max().item()}]")
+    return levels.float() / (num_levels - 1)
 
 
 def nats_to_bits_per_dim(nats: float | torch.Tensor, dims: int = 64) -> float | torch.Tensor:
