@@ -30,8 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from companion import arm, diffusion, flows, gan, vae
+from companion import arm, diffusion, gan, realnvp, vae
 from companion.data import DIGIT_LEVELS, digits
+from companion.realnvp import dequantized_nll  # noqa: F401 (re-exported)
 from companion.denoisers import TinyUNet, UNetConfig, num_parameters  # noqa: F401 (re-exported)
 from companion.train import train
 
@@ -62,19 +63,6 @@ def _check_family(family: str) -> None:
 
 # --- the flow on dequantised levels and the diffusion model's scale --------------------
 
-def _flow(recipe: dict) -> flows.Flow:
-    """RealNVP on ``levels + u`` in [0, 17)^64: scale by 1/17, logit, then coupling layers.
-
-    The first map is fixed, :math:`y = x / 17` with :math:`\\log|\\det| = -64 \\ln 17`,
-    so the flow's density is per unit of grey level, the unit of the discrete bins.
-    """
-    d = 64
-    preprocess = [flows.ElementwiseAffine(d, log_scale=torch.full((d,), math.log(DIGIT_LEVELS)), trainable=False),
-                  flows.Logit(d, alpha=0.05)]
-    return flows.realnvp(flows.RealNVPConfig(dim=d, n_layers=recipe["n_layers"], hidden=recipe["hidden"]),
-                         preprocess=preprocess)
-
-
 def _to_unit(levels: torch.Tensor) -> torch.Tensor:
     """Integer levels 0..16 -> the diffusion model's scale [-1, 1]."""
     return levels.float() / (DIGIT_LEVELS - 1) * 2 - 1
@@ -103,7 +91,7 @@ def build(family: str, *, seed: int = 0) -> nn.Module:
 
     Example:
         >>> [type(build(f)).__name__ for f in FAMILIES]
-        ['VAE', 'ConvGenerator', 'Flow', '_Diffusion', 'PixelARM']
+        ['VAE', 'ConvGenerator', 'RealNVP', '_Diffusion', 'PixelARM']
     """
     _check_family(family)
     torch.manual_seed(seed)
@@ -113,7 +101,8 @@ def build(family: str, *, seed: int = 0) -> nn.Module:
     if family == "gan":
         return gan.ConvGenerator(gan.DigitGANConfig(latent_dim=r["latent_dim"], width=r["width"], n_classes=1))
     if family == "flow":
-        return _flow(r)
+        return realnvp.RealNVP(realnvp.RealNVPConfig(dim=64, layers=r["n_layers"], hidden=r["hidden"],
+                                                     levels=DIGIT_LEVELS))
     if family == "diffusion":
         return _Diffusion(r)
     return arm.PixelARM(arm.PixelARMConfig(layers=r["layers"], heads=r["heads"], dim=r["dim"]))
@@ -144,7 +133,7 @@ def fit(family: str, model: nn.Module, *, seed: int = 0, steps: int | None = Non
                             batch_size=r["batch_size"], lr=r["lr"], seed=seed, desc=family, progress=progress)
         history = out["g_loss"]
     elif family == "flow":
-        history = train(lambda x: -model.log_prob(flows.dequantize(x.flatten(1), generator=g)),
+        history = train(lambda x: -model.log_prob(realnvp.dequantize(x.flatten(1), generator=g)),
                         model.parameters(), levels, weight_decay=r["weight_decay"], max_grad_norm=10.0, **common)
     elif family == "diffusion":
         x0 = _to_unit(levels)
@@ -214,34 +203,6 @@ def negative_log_likelihood(family: str, model: nn.Module, levels: torch.Tensor,
 
 
 # --- the two likelihoods the family modules leave out -----------------------------------
-
-@torch.no_grad()
-def dequantized_nll(flow: flows.Flow, levels: torch.Tensor, *, k: int = 100,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""An upper bound on the discrete NLL from a density on ``levels + u``, ``(b,)`` nats.
-
-    The probability of the bin of :math:`x` is :math:`P(x) = \int_{[0,1)^D} p(x + u)\,du
-    = \mathbb{E}_u\, p(x + u)`, so by Jensen's inequality
-
-    .. math:: -\log P(x) \le -\log \frac1k \sum_{j=1}^k p(x + u_j), \qquad u_j \sim U[0, 1)^D ,
-
-    in expectation, tighter as ``k`` grows (``k = 1`` is the usual dequantisation
-    bound of Theis et al. 2016; Ho et al. 2019 use the ``k``-sample form).
-
-    Example:
-        >>> f = _flow(RECIPES["flow"])
-        >>> dequantized_nll(f, torch.randint(0, 17, (2, 1, 8, 8)), k=4).shape
-        torch.Size([2])
-    """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    x = levels.flatten(1)
-    b = x.shape[0]
-    copies = x.repeat(k, 1)                                             # ((k b), D): draw j of image i at j*b + i
-    logp = torch.cat([flow.log_prob(flows.dequantize(chunk, generator=generator))
-                      for chunk in copies.split(4096)]).reshape(k, b)
-    return -(torch.logsumexp(logp.double(), dim=0) - math.log(k)).float()
-
 
 def _log_bin_probability(x0: torch.Tensor, mean: torch.Tensor, std: float, levels: int) -> torch.Tensor:
     r""":math:`\log \int_{\text{bin}(x_0)} \mathcal{N}(u; \mu, \sigma^2)\,du` per entry, on [-1, 1] with ``levels`` bins.

@@ -1,15 +1,15 @@
-"""Tests for companion.flows: invertibility, log-dets against autograd Jacobians, normalisation."""
+"""Tests for companion.flows: invertibility, log-dets against autograd Jacobians, normalisation, bad input."""
 from __future__ import annotations
 
+import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from companion.data import two_moons
-from companion.flows import (ActNorm, AffineCoupling, ElementwiseAffine, Flow, Logit, Permutation,
-                             RealNVPConfig, Reverse, StandardNormal, dequantize, realnvp,
-                             two_moons_log_prob)
+from companion.flows import ActNorm, AffineCoupling, ElementwiseAffine, Flow, Logit, Permutation, StandardNormal
+from companion.realnvp import RealNVP, RealNVPConfig
 
 
 def _randomize(module: nn.Module, g: torch.Generator, scale: float = 0.5) -> nn.Module:
@@ -26,21 +26,21 @@ def _bijections(g: torch.Generator, dim: int = 4) -> dict[str, tuple[nn.Module, 
     mask = (torch.arange(dim) % 2).double()
     actnorm = ActNorm(dim).double()
     actnorm(torch.randn(16, dim, generator=g))          # data-dependent initialisation
-    flow = realnvp(RealNVPConfig(dim=dim, n_layers=3, hidden=8, permute_seed=0)).double()
+    flow = RealNVP(RealNVPConfig(dim=dim, layers=3, hidden=8, permute_seed=0)).double()
     flow(torch.randn(16, dim, generator=g))             # initialises its ActNorms
     return {
         "affine": (_randomize(ElementwiseAffine(dim).double(), g), x),
         "logit": (Logit(dim, alpha=0.05), torch.rand(6, dim, generator=g) * 0.9 + 0.05),
+        "logit_margin": (Logit(dim, alpha=0.05), torch.tensor([[-0.05, 1.05, 0.0, 1.0]]).expand(6, dim)),
         "coupling": (_randomize(AffineCoupling(dim, mask, hidden=8).double(), g), x),
-        "coupling_deep": (_randomize(AffineCoupling(dim, 1 - mask, hidden=8, depth=3).double(), g), x),
+        "coupling_deep": (_randomize(AffineCoupling(dim, 1 - mask, hidden=8, net_layers=3).double(), g), x),
         "permutation": (Permutation(torch.randperm(dim, generator=g)), x),
-        "reverse": (Reverse(dim), x),
         "actnorm": (_randomize(actnorm, g), x),
         "flow": (_randomize(flow, g, 0.3), x),
     }
 
 
-NAMES = ["affine", "logit", "coupling", "coupling_deep", "permutation", "reverse", "actnorm", "flow"]
+NAMES = ["affine", "logit", "logit_margin", "coupling", "coupling_deep", "permutation", "actnorm", "flow"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,6 +71,14 @@ def test_forward_and_inverse_log_dets_cancel(name, g, float64):
     assert torch.allclose(ld_forward + ld_inverse, torch.zeros_like(ld_forward), atol=1e-8)
 
 
+def test_logit_is_the_log_odds_of_the_squeezed_input(float64):
+    """z = log(y / (1 - y)) with y = alpha + (1 - 2 alpha) x, against the closed form."""
+    x = torch.tensor([[0.0, 0.25, 0.5, 1.0]])
+    y = 0.1 + 0.8 * x
+    z, _ = Logit(4, alpha=0.1)(x)
+    assert torch.allclose(z, torch.log(y / (1 - y)), atol=1e-12)
+
+
 def test_coupling_leaves_the_masked_half_alone(g):
     mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
     layer = _randomize(AffineCoupling(4, mask, hidden=8), g)
@@ -93,16 +101,6 @@ def test_actnorm_initialises_to_zero_mean_unit_variance(g):
     assert torch.allclose(z.std(0), torch.ones(3), atol=1e-5)
 
 
-def test_flow_density_integrates_to_one_on_a_grid(g, float64):
-    flow = _randomize(realnvp(RealNVPConfig(dim=2, n_layers=4, hidden=16, actnorm=False)).double(), g, 0.3)
-    xs = torch.linspace(-12, 12, 481)
-    xx, yy = torch.meshgrid(xs, xs, indexing="ij")
-    grid = torch.stack([xx.flatten(), yy.flatten()], dim=1)
-    with torch.no_grad():
-        mass = flow.log_prob(grid).exp().sum() * (xs[1] - xs[0]) ** 2
-    assert abs(mass.item() - 1) < 2e-3, mass
-
-
 def test_flow_log_prob_of_a_linear_flow_is_the_gaussian_density(float64):
     flow = Flow([ElementwiseAffine(2, shift=torch.tensor([1.0, -1.0]), log_scale=torch.tensor([0.5, -0.3]))],
                 StandardNormal(2)).double()
@@ -112,31 +110,49 @@ def test_flow_log_prob_of_a_linear_flow_is_the_gaussian_density(float64):
     assert torch.allclose(flow.log_prob(x), expected, atol=1e-10)
 
 
-def test_sampling_is_the_inverse_of_the_base_sample(g):
-    flow = _randomize(realnvp(RealNVPConfig(dim=2, n_layers=2, hidden=8, actnorm=False)), g, 0.3)
+def test_logit_flow_is_the_logit_normal_density(float64):
+    """x = sigmoid(z), z ~ N(0, 1): p(x) = N(logit x) / (x (1 - x)), the logit-normal law."""
+    flow = Flow([Logit(1)], StandardNormal(1))
+    x = torch.tensor([[0.1], [0.5], [0.97]])
+    logit = torch.log(x / (1 - x))
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(logit) - torch.log(x * (1 - x))
+    assert torch.allclose(flow.log_prob(x), expected[:, 0], atol=1e-12)
+
+
+def test_sampling_is_the_inverse_of_a_base_sample_from_the_cpu_generator(g):
+    flow = _randomize(RealNVP(RealNVPConfig(dim=2, layers=2, hidden=8, actnorm=False)), g, 0.3)
     samples = flow.sample(5, generator=torch.Generator().manual_seed(3))
-    z = StandardNormal(2).sample(5, generator=torch.Generator().manual_seed(3))
+    z = torch.randn(5, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(StandardNormal(2).sample(5, generator=torch.Generator().manual_seed(3)), z)
     assert torch.allclose(samples, flow.inverse(z)[0])
     assert torch.equal(samples, flow.sample(5, generator=torch.Generator().manual_seed(3)))
 
 
-def test_two_moons_log_prob_integrates_to_one_and_matches_the_data(float64):
-    xs = torch.linspace(-2.0, 3.0, 201)
-    ys = torch.linspace(-1.5, 2.0, 141)
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-    grid = torch.stack([xx.flatten(), yy.flatten()], dim=1)
-    mass = two_moons_log_prob(grid, n_theta=128).exp().sum() * (xs[1] - xs[0]) * (ys[1] - ys[0])
-    assert abs(mass.item() - 1) < 1e-3, mass
-    # the data's mean log density under its own law beats a shifted copy of the law
-    x = two_moons(4000, noise=0.1, seed=0).double()
-    assert two_moons_log_prob(x).mean() > two_moons_log_prob(x + 0.1).mean() + 0.2
+@pytest.mark.parametrize("training", [True, False])
+def test_sample_restores_the_mode(training):
+    flow = RealNVP(RealNVPConfig(dim=2, layers=2, hidden=4)).train(training)
+    flow.sample(3)
+    assert flow.training is training and all(m.training is training for m in flow.modules())
 
 
-def test_dequantize_stays_in_the_unit_bin(g):
-    levels = torch.randint(0, 17, (2000, 64), generator=g)
-    y = dequantize(levels, generator=g)
-    assert torch.all(y >= levels) and torch.all(y < levels + 1)
-    assert abs((y - levels).mean().item() - 0.5) < 0.01
+def test_float64_input_is_cast_to_the_flows_dtype():
+    flow = RealNVP(RealNVPConfig(dim=2, layers=2, hidden=4))
+    x = torch.randn(3, 2, dtype=torch.float64)
+    log_p = flow.log_prob(x)
+    assert log_p.dtype == torch.float32
+    assert torch.equal(log_p, flow.log_prob(x.float()))
+
+
+def test_logit_outside_its_domain_raises_instead_of_nan():
+    with pytest.raises(ValueError, match=r"Logit\(alpha=0\) is defined for x in \(0, 1\)"):
+        Logit(2)(torch.tensor([[0.0, 0.5]]))            # log 0: was -inf and a NaN log-det
+    with pytest.raises(ValueError, match=r"defined for x in \(0, 1\).*got values in \[0.5, 1.2\]"):
+        Logit(2)(torch.tensor([[0.5, 1.2]]))            # was NaN
+    with pytest.raises(ValueError, match=r"Logit\(alpha=0.05\) is defined for x in \(-0.05556, 1.056\)"):
+        Logit(1, alpha=0.05)(torch.tensor([[-0.1]]))
+    with pytest.raises(ValueError, match="defined for x in"):
+        Logit(1)(torch.tensor([[float("nan")]]))
+    assert torch.isfinite(Logit(2, alpha=0.05)(torch.tensor([[0.0, 1.0]]))[1]).all()
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -145,27 +161,42 @@ def test_bad_inputs_raise_clear_errors():
         coupling(torch.zeros(3, 5))
     with pytest.raises(ValueError, match=r"expected z of shape"):
         coupling.inverse(torch.zeros(3, 4, 1))
+    with pytest.raises(ValueError, match="at least one example"):
+        coupling(torch.zeros(0, 4))
+    with pytest.raises(ValueError, match=r"torch.Tensor, got ndarray \(convert it with torch.as_tensor"):
+        coupling(np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="floating-point tensor, got torch.int64.*dequantize"):
+        Permutation(torch.tensor([1, 0]))(torch.zeros(3, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="mask"):
         AffineCoupling(4, torch.tensor([1.0, 0.0, 1.0]))          # wrong length
     with pytest.raises(ValueError, match="mask"):
         AffineCoupling(2, torch.tensor([1.0, 1.0]))               # nothing would change
     with pytest.raises(ValueError, match="mask"):
         AffineCoupling(2, torch.tensor([0.5, 0.0]))               # not binary
-    with pytest.raises(ValueError, match="floating-point"):
-        Reverse(2)(torch.zeros(3, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="hidden must be a positive int"):
+        AffineCoupling(2, torch.tensor([1.0, 0.0]), hidden=0)
+    with pytest.raises(ValueError, match="clamp must be a finite number > 0"):
+        AffineCoupling(2, torch.tensor([1.0, 0.0]), clamp=0.0)
     with pytest.raises(ValueError, match="permutation"):
         Permutation(torch.tensor([0, 0, 1]))
     with pytest.raises(ValueError, match="alpha"):
         Logit(2, alpha=0.5)
+    with pytest.raises(ValueError, match="dim must be a positive int"):
+        ElementwiseAffine(0)
     with pytest.raises(ValueError, match="at least one transform"):
         Flow([], StandardNormal(2))
-    with pytest.raises(ValueError, match="positive int"):
-        realnvp(RealNVPConfig(dim=2, n_layers=2, hidden=4)).sample(0)
-    with pytest.raises(ValueError, match="dim >= 2"):
-        realnvp(RealNVPConfig(dim=1))
-    with pytest.raises(ValueError, match="integer levels"):
-        dequantize(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=r"expected x of shape \(b, 2\)"):
-        two_moons_log_prob(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        Flow([Logit(2)], StandardNormal(2)).sample(0)
     with pytest.raises(ValueError, match="at least 2"):
         ActNorm(2)(torch.zeros(1, 2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_flow_on_cuda_samples_what_it_samples_on_the_cpu():
+    flow = RealNVP(RealNVPConfig(dim=2, layers=2, hidden=8))
+    cpu = flow.sample(4, generator=torch.Generator().manual_seed(0))
+    gpu = flow.cuda().sample(4, generator=torch.Generator().manual_seed(0))
+    assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu, atol=1e-5)
+    with pytest.raises(ValueError, match="is on cpu but the model is on cuda"):
+        flow.log_prob(torch.zeros(3, 2))
+    assert math.isfinite(flow.log_prob(torch.zeros(3, 2, device="cuda")).sum().item())
