@@ -25,7 +25,7 @@ from companion import diffusion
 from companion.clip import TextEncoder, WordTokenizer, digit_prompts
 from companion.denoisers import MLPDenoiser, MLPDenoiserConfig
 from companion.utils import check_shape
-from companion.vae import VAE
+from companion.vae import VAE, decode_latent
 
 __all__ = ["LatentSpace", "TextConditionedDenoiser", "caption_sampler", "generate"]
 
@@ -50,7 +50,7 @@ class LatentSpace(nn.Module):
 
     @property
     def dim(self) -> int:
-        return self.vae.latent_dim
+        return self.vae.config.latent_dim
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -60,7 +60,7 @@ class LatentSpace(nn.Module):
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         check_shape("z", z, "b k", k=self.dim)
-        return self.vae.mean_intensity(self.vae.decode(z * self.scale)).reshape(-1, 1, 8, 8)
+        return decode_latent(self.vae, z * self.scale)
 
 
 class TextConditionedDenoiser(nn.Module):

@@ -5,7 +5,7 @@ from companion.clip import NUMBER_WORDS, TRAIN_TEMPLATES, CLIPConfig, TextEncode
 from companion.data import digits
 from companion.diffusion import NoiseSchedule, ddpm_loss, guided_eps
 from companion.latent_diffusion import LatentSpace, TextConditionedDenoiser, caption_sampler, generate
-from companion.vae import VAE
+from companion.vae import VAE, VAEConfig, decode_latent
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def tokenizer() -> WordTokenizer:
 def parts(tokenizer):
     torch.manual_seed(0)
     levels, _ = digits("train", as_levels=True)
-    latent = LatentSpace(VAE(64, 4, 32, likelihood="categorical"), levels[:200])
+    latent = LatentSpace(VAE(VAEConfig(latent_dim=4, hidden=32, likelihood="categorical")), levels[:200])
     denoiser = TextConditionedDenoiser(TextEncoder(CLIPConfig(vocab_size=tokenizer.vocab_size)), latent_dim=4,
                                        hidden=32, depth=2)
     return latent, denoiser, levels[:200]
@@ -31,7 +31,7 @@ def test_latents_have_unit_scale_and_decode_to_images(parts):
     images = latent.decode(z)
     assert images.shape == (200, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     mu, _ = latent.vae.encode(levels)                                # decode undoes the scaling
-    expected = latent.vae.mean_intensity(latent.vae.decode(mu)).reshape(-1, 1, 8, 8)
+    expected = decode_latent(latent.vae, mu)
     assert torch.allclose(images, expected, atol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         latent.decode(torch.zeros(3, 5))
