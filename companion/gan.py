@@ -37,8 +37,8 @@ __all__ = ["GANConfig", "Generator", "Discriminator", "DigitGANConfig", "ConvGen
 
 # --- inputs of the networks ------------------------------------------------------
 
-def _input(name: str, x: object, pattern: str, model: nn.Module, **sizes: int) -> torch.Tensor:
-    """A network's float input: shape, float dtype, device, cast to the model's dtype.
+def _input(name: str, x: object, pattern: str, first: nn.Module, **sizes: int) -> torch.Tensor:
+    """A network's float input: shape, float dtype, device, cast to the dtype of its ``first`` layer.
 
     No pass over the values (NaN, range): a network runs every step of a game, and
     :func:`sample` and :func:`~companion.gan_training.train_gan` check the data once.
@@ -46,17 +46,16 @@ def _input(name: str, x: object, pattern: str, model: nn.Module, **sizes: int) -
     x = checks.tensor(name, x, pattern, **sizes)
     if not x.is_floating_point():
         raise ValueError(f"expected {name} to be a float tensor, got {x.dtype}")
-    weight = next(model.parameters())             # cheaper than checks.model_device/_dtype
-    if x.device != weight.device:
-        checks.same_device(name, x, model)
-    return x.to(weight.dtype)
+    if x.device != first.weight.device:
+        checks.same_device(name, x, first)
+    return x.to(first.weight.dtype)
 
 
-def _labels(name: str, y: object, num_classes: int, model: nn.Module, b: int) -> torch.Tensor:
-    """Class ids ``(b,)`` in ``[0, num_classes)`` on the model's device."""
+def _labels(name: str, y: object, num_classes: int, first: nn.Module, b: int) -> torch.Tensor:
+    """Class ids ``(b,)`` in ``[0, num_classes)`` on the device of the network's ``first`` layer."""
     y = checks.labels(name, y, num_classes, b=b)
-    if y.device != next(model.parameters()).device:
-        checks.same_device(name, y, model)
+    if y.device != first.weight.device:
+        checks.same_device(name, y, first)
     return y
 
 
@@ -106,7 +105,7 @@ class Generator(nn.Module):
         self.net = _mlp([config.latent_dim, *hidden, config.data_dim], nn.ReLU)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(_input("z", z, "b latent_dim", self, latent_dim=self.latent_dim))
+        return self.net(_input("z", z, "b latent_dim", self.net[0], latent_dim=self.latent_dim))
 
 
 class Discriminator(nn.Module):
@@ -130,7 +129,7 @@ class Discriminator(nn.Module):
                         lambda: nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _input("x", x, "b d", self, d=self.config.data_dim)
+        x = _input("x", x, "b d", self.net[0], d=self.config.data_dim)
         if x.shape[0] % self.pack:
             raise ValueError(f"batch size {x.shape[0]} is not a multiple of pack={self.pack}")
         return self.net(rearrange(x, "(b p) d -> b (p d)", p=self.pack)).squeeze(-1)
@@ -177,8 +176,8 @@ class ConvGenerator(nn.Module):
             nn.Conv2d(w, 1, 3, padding=1), nn.Sigmoid())                   # (b, 1, 8, 8)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        z = _input("z", z, "b latent_dim", self, latent_dim=self.latent_dim)
-        y = _labels("y", y, self.config.num_classes, self, z.shape[0])
+        z = _input("z", z, "b latent_dim", self.project[0], latent_dim=self.latent_dim)
+        y = _labels("y", y, self.config.num_classes, self.project[0], z.shape[0])
         _batch_norm_batch(z, self)
         one_hot = F.one_hot(y, self.config.num_classes).to(z.dtype)
         h = self.project(torch.cat([z, one_hot], dim=1))
@@ -204,8 +203,8 @@ class ConvDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = _input("x", x, "b 1 8 8", self)
-        y = _labels("y", y, self.config.num_classes, self, x.shape[0])
+        x = _input("x", x, "b 1 8 8", self.net[0])
+        y = _labels("y", y, self.config.num_classes, self.net[0], x.shape[0])
         one_hot = F.one_hot(y, self.config.num_classes).to(x.dtype)
         planes = one_hot[:, :, None, None].expand(-1, -1, 8, 8)       # (b, num_classes, 8, 8)
         return self.net(torch.cat([x, planes], dim=1)).squeeze(-1)
@@ -240,7 +239,7 @@ def sample(model: Generator | ConvGenerator, n: int, *, generator: torch.Generat
     if labels is not None:
         if not num_classes:
             raise ValueError("the MLP Generator is unconditional: labels must be None")
-        labels = _labels("labels", labels, num_classes, model, n)
+        labels = _labels("labels", labels, num_classes, model.project[0], n)
     z = rng.randn((n, model.latent_dim), generator=generator, device=device, dtype=dtype)
     with mode(model, training=False):
         if not num_classes:

@@ -142,6 +142,15 @@ def test_bad_input_raises_clear_errors():
         sample(mlp, 2, generator=0)
 
 
+def test_networks_and_sample_name_a_device_mismatch():
+    # The meta device stands in for a GPU on machines without one.
+    with pytest.raises(ValueError, match="z is on cpu but the model is on meta"):
+        Generator().to("meta")(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="y is on cpu but the model is on meta"):
+        ConvDiscriminator().to("meta")(torch.zeros(2, 1, 8, 8, device="meta"), torch.tensor([0, 1]))
+    assert sample(Generator().to("meta"), 3).device.type == "meta"     # noise drawn, then moved
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_sample_on_every_device_matches_the_cpu_for_one_seed(device):
     for build in (lambda: Generator(GANConfig(latent_dim=3)), lambda: ConvGenerator(DigitGANConfig(width=4))):

@@ -133,8 +133,8 @@ def test_bad_input_raises():
         generator_loss_saturating(torch.zeros(0))
     with pytest.raises(ValueError, match="float logits"):
         critic_loss(torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="fake_scores holds NaN"):
-        wasserstein_generator_loss(torch.tensor([float("nan")]))
+    with pytest.raises(ValueError, match=r"fake_scores of shape \(b\)"):
+        wasserstein_generator_loss(torch.tensor(1.0))
     with pytest.raises(ValueError, match="torch.Tensor, got ndarray"):
         discriminator_loss(np.zeros(2), np.zeros(2))
     with pytest.raises(ValueError, match="same shape"):

@@ -121,6 +121,10 @@ def test_train_gan_bad_input_raises_clear_errors():
         train_gan(gen, disc, points, lr=float("nan"), batch_size=8)
     with pytest.raises(ValueError, match="torch.nn.Module"):
         train_gan(gen, lambda x: x, points)
+    with pytest.raises(ValueError, match="move both to one device"):
+        train_gan(small_pair()[0].to("meta"), disc, points, batch_size=8)
+    with pytest.raises(ValueError, match="x is on cpu but the model is on meta"):
+        train_gan(*(net.to("meta") for net in small_pair()), points, batch_size=8)
     cgen, cdisc = digit_pair()
     images, labels = torch.rand(16, 1, 8, 8), torch.arange(16) % 3
     with pytest.raises(ValueError, match=r"expected y in \[0, 3\)"):
