@@ -86,7 +86,7 @@ def build(family: str, *, seed: int = 0) -> nn.Module:
     """A fresh, untrained model of ``family`` built with its recipe and ``seed``.
 
     The GAN is the generator of :class:`companion.gan.ConvGenerator` with a single
-    class (``n_classes=1``): every image gets the same constant label, so it is
+    class (``num_classes=1``): every image gets the same constant label, so it is
     unconditional like the other four.
 
     Example:
@@ -99,7 +99,7 @@ def build(family: str, *, seed: int = 0) -> nn.Module:
     if family == "vae":
         return vae.VAE(64, r["latent_dim"], r["hidden"], likelihood="categorical")
     if family == "gan":
-        return gan.ConvGenerator(gan.DigitGANConfig(latent_dim=r["latent_dim"], width=r["width"], n_classes=1))
+        return gan.ConvGenerator(gan.DigitGANConfig(latent_dim=r["latent_dim"], width=r["width"], num_classes=1))
     if family == "flow":
         return realnvp.RealNVP(realnvp.RealNVPConfig(dim=64, layers=r["n_layers"], hidden=r["hidden"],
                                                      levels=DIGIT_LEVELS))
@@ -127,7 +127,7 @@ def fit(family: str, model: nn.Module, *, seed: int = 0, steps: int | None = Non
         history = train(lambda x: -vae.elbo(model, x, generator=g).elbo, model.parameters(), levels,
                         weight_decay=r["weight_decay"], **common)
     elif family == "gan":
-        disc = gan.ConvDiscriminator(gan.DigitGANConfig(latent_dim=r["latent_dim"], width=r["width"], n_classes=1))
+        disc = gan.ConvDiscriminator(gan.DigitGANConfig(latent_dim=r["latent_dim"], width=r["width"], num_classes=1))
         x = levels.float() / (DIGIT_LEVELS - 1)
         out = gan.train_gan(model, disc, (x, torch.zeros(len(x), dtype=torch.long)), steps=steps,
                             batch_size=r["batch_size"], lr=r["lr"], seed=seed, desc=family, progress=progress)

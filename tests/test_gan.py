@@ -1,112 +1,19 @@
-import math
+"""The GAN's networks, configs and ``sample`` (companion.gan)."""
+import dataclasses
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from companion.data import eight_gaussians, ring_modes
-from companion.gan import (ConvDiscriminator, ConvGenerator, Discriminator, GANConfig, Generator,
-                           critic_loss, discriminator_loss, generator_loss_nonsaturating,
-                           generator_loss_saturating, gradient_penalty, jensen_shannon, mode_coverage,
-                           optimal_discriminator, train_gan, wasserstein_generator_loss)
+from companion import gan
+from companion.gan import (ConvDiscriminator, ConvGenerator, DigitGANConfig, Discriminator, GANConfig,
+                           Generator, sample)
+from companion.utils import fresh_init
 
-
-def test_losses_equal_hand_computed_binary_cross_entropy(float64):
-    real = torch.tensor([2.0, -1.0, 0.0, 30.0])
-    fake = torch.tensor([-3.0, 0.5, 0.0, -30.0])
-    d_real, d_fake = torch.sigmoid(real), torch.sigmoid(fake)
-    expected = -torch.log(d_real) - torch.log(1 - d_fake)
-    assert torch.allclose(discriminator_loss(real, fake), expected, atol=1e-12)
-    bce = nn.functional.binary_cross_entropy_with_logits
-    assert torch.allclose(discriminator_loss(real, fake).mean(),
-                          bce(real, torch.ones(4)) + bce(fake, torch.zeros(4)), atol=1e-12)
-    assert torch.allclose(generator_loss_saturating(fake), torch.log(1 - d_fake), atol=1e-12)
-    assert torch.allclose(generator_loss_nonsaturating(fake), -torch.log(d_fake), atol=1e-12)
-    assert torch.allclose(critic_loss(real, fake), fake - real)
-    assert torch.allclose(wasserstein_generator_loss(fake), -fake)
-
-
-def test_losses_stay_finite_where_log_sigmoid_would_overflow():
-    huge = torch.tensor([-200.0, 200.0])
-    for value in (discriminator_loss(huge, huge), generator_loss_saturating(huge),
-                  generator_loss_nonsaturating(huge)):
-        assert torch.isfinite(value).all()
-    # log(1 - D) for a logit of 200 is -200, not -inf.
-    assert generator_loss_saturating(huge)[1].item() == pytest.approx(-200.0)
-
-
-def test_nonsaturating_gradient_is_larger_where_the_discriminator_rejects_fakes(float64):
-    logits = torch.linspace(-8, 8, 33, requires_grad=True)
-    (g_sat,) = torch.autograd.grad(generator_loss_saturating(logits).sum(), logits)
-    (g_ns,) = torch.autograd.grad(generator_loss_nonsaturating(logits).sum(), logits)
-    d = torch.sigmoid(logits.detach())
-    assert torch.allclose(g_sat, -d) and torch.allclose(g_ns, -(1 - d))   # d/dl of each loss
-    rejected = d < 0.5
-    assert (g_ns[rejected].abs() > g_sat[rejected].abs()).all()
-    assert g_sat[0].abs() < 1e-3 < 0.99 < g_ns[0].abs()                   # D(G(z)) ~ 3e-4
-
-
-def test_optimal_discriminator_matches_the_formula_and_maximises_v_on_a_grid(float64):
-    x = torch.linspace(-6, 6, 2001)
-    dx = (x[1] - x[0]).item()
-    normal = lambda mu, s: torch.exp(-0.5 * ((x - mu) / s) ** 2) / (s * math.sqrt(2 * math.pi))
-    p_data, p_g = normal(-1.0, 0.7), normal(1.5, 1.2)
-    p_data, p_g = p_data / (p_data.sum() * dx), p_g / (p_g.sum() * dx)   # densities on the grid
-    d_star = optimal_discriminator(p_data, p_g)
-    assert torch.allclose(d_star, p_data / (p_data + p_g))
-
-    def value(d):
-        d = d.clamp(1e-300, 1 - 1e-16)
-        return ((p_data * d.log() + p_g * (1 - d).log()).sum() * dx).item()
-
-    best = value(d_star)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(20):   # random perturbations of D* in logit space never do better
-        logit = torch.logit(d_star.clamp(1e-12, 1 - 1e-12)) + 0.5 * torch.randn(x.shape, generator=g, dtype=x.dtype)
-        assert value(torch.sigmoid(logit)) < best
-    for c in (0.1, 0.5, 0.9):   # nor does any constant discriminator
-        assert value(torch.full_like(x, c)) < best
-    # V(D*, G) = -log 4 + 2 JSD(p_data || p_g)
-    assert best == pytest.approx(-math.log(4) + 2 * jensen_shannon(p_data, p_g, dx).item(), abs=1e-8)
-
-
-def test_jensen_shannon_limits(float64):
-    p = torch.tensor([0.2, 0.3, 0.5])
-    assert jensen_shannon(p, p, 1.0).item() == pytest.approx(0.0, abs=1e-15)
-    q = torch.tensor([0.5, 0.5, 0.0])
-    js = jensen_shannon(p, q, 1.0).item()
-    assert 0 < js < math.log(2)
-    assert js == pytest.approx(jensen_shannon(q, p, 1.0).item())
-
-
-def test_gradient_penalty_is_zero_for_a_unit_norm_linear_critic_and_positive_otherwise(g, float64):
-    critic = nn.Linear(3, 1, bias=True)
-    w = torch.randn(1, 3, generator=g)
-    real, fake = torch.randn(16, 3, generator=g), torch.randn(16, 3, generator=g)
-    with torch.no_grad():
-        critic.weight.copy_(w / w.norm())
-    score = lambda x: critic(x).squeeze(-1)
-    assert gradient_penalty(score, real, fake, generator=g).abs().max() < 1e-12
-    with torch.no_grad():
-        critic.weight.mul_(3.0)                        # gradient norm 3 everywhere: penalty (3 - 1)^2
-    assert torch.allclose(gradient_penalty(score, real, fake, generator=g), torch.full((16,), 4.0))
-    penalty = gradient_penalty(score, real, fake, generator=g).mean()
-    penalty.backward()                                  # differentiable in the critic's weights
-    assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
-
-
-def test_mode_coverage_counts_modes_and_high_quality_samples():
-    modes = ring_modes(8, 2.0)
-    # For the data itself, P(|x - mode| < 3 std) = 1 - exp(-9/2) in 2-D (a Rayleigh radius).
-    data_score = mode_coverage(eight_gaussians(4000, seed=0), modes, 0.02)
-    assert data_score["covered"] == 8
-    assert data_score["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.006)
-    # Every sample on mode 0: one mode covered, all samples high quality.
-    collapsed = modes[:1] + 0.02 * torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
-    assert mode_coverage(collapsed, modes, 0.02)["covered"] == 1
-    # Points half-way between neighbouring modes are no mode's samples.
-    between = (modes + modes.roll(1, dims=0)) / 2
-    assert mode_coverage(between, modes, 0.02) == {"covered": 0, "high_quality": 0.0}
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
+    ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+CHECKPOINT = Path(gan.__file__).parent / "checkpoints" / "gan_seed0.pt"
 
 
 def test_networks_shapes_and_packing():
@@ -125,55 +32,130 @@ def test_networks_shapes_and_packing():
     assert ConvDiscriminator()(images, torch.arange(4)).shape == (4,)
 
 
-def test_train_gan_is_seeded_and_returns_histories():
-    def run():
-        torch.manual_seed(0)
-        cfg = GANConfig(hidden=16, layers=2)
-        gen, disc = Generator(cfg), Discriminator(cfg)
-        evaluate = lambda G: mode_coverage(G(torch.randn(100, 2, generator=torch.Generator().manual_seed(1))),
-                                           ring_modes(), 0.02)
-        return train_gan(gen, disc, eight_gaussians(512, seed=0), steps=6, batch_size=64, eval_every=3,
-                         evaluate=evaluate, progress=False)
-
-    a, b = run(), run()
-    assert a == b
-    assert len(a["d_loss"]) == len(a["g_loss"]) == 6 and a["eval_step"] == [3, 6]
-    assert len(a["covered"]) == len(a["high_quality"]) == 2
+@pytest.mark.parametrize("config, field", [
+    (GANConfig, "data_dim"), (GANConfig, "latent_dim"), (GANConfig, "hidden"), (GANConfig, "layers"),
+    (GANConfig, "pack"), (DigitGANConfig, "latent_dim"), (DigitGANConfig, "width"),
+    (DigitGANConfig, "num_classes")])
+def test_configs_refuse_sizes_that_are_not_positive_ints(config, field):
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match=f"{field} must be a positive int"):
+            config(**{field: bad})
 
 
-def test_train_gan_plays_wgan_gp_and_conditional_games():
-    torch.manual_seed(0)
-    cfg = GANConfig(hidden=16, layers=2)
-    h = train_gan(Generator(cfg), Discriminator(cfg), eight_gaussians(256, seed=0), loss="wgan-gp",
-                  n_critic=2, steps=3, batch_size=32, progress=False)
-    assert len(h["d_loss"]) == 3 and all(math.isfinite(v) for v in h["d_loss"])
-    x, y = torch.rand(64, 1, 8, 8), torch.arange(64) % 10
-    h = train_gan(ConvGenerator(), ConvDiscriminator(), (x, y), steps=2, batch_size=16, progress=False)
-    assert len(h["g_loss"]) == 2
+def test_configs_are_frozen_and_name_num_classes():
+    cfg = DigitGANConfig(num_classes=3)
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign"):
+        cfg.width = 8
+    with pytest.raises(TypeError, match="n_classes"):
+        DigitGANConfig(n_classes=3)
+    assert ConvGenerator(cfg).project[0].in_features == 16 + 3
 
 
-def test_bad_input_raises():
-    with pytest.raises(ValueError, match="same shape"):
-        discriminator_loss(torch.zeros(3), torch.zeros(4))
-    with pytest.raises(ValueError, match=r"shape \(b\)"):
-        generator_loss_nonsaturating(torch.zeros(3, 1))
-    with pytest.raises(ValueError, match="empty"):
-        generator_loss_saturating(torch.zeros(0))
-    with pytest.raises(ValueError, match="same shape"):
-        optimal_discriminator(torch.ones(3), torch.ones(2))
-    with pytest.raises(ValueError, match="non-negative"):
-        optimal_discriminator(torch.tensor([-1.0]), torch.tensor([1.0]))
+def test_conv_generator_keeps_the_parameter_names_of_the_shipped_checkpoint():
+    # compare.py builds the GAN as ConvGenerator(latent_dim=16, width=32, one class); the
+    # shipped weights must load, in the order in which the parameters are created.
+    shipped = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)
+    model = ConvGenerator(DigitGANConfig(latent_dim=16, width=32, num_classes=1))
+    state = model.state_dict()
+    assert list(state) == list(shipped)
+    assert all(state[k].shape == shipped[k].shape for k in state)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in shipped.items()})
+
+
+def test_sample_draws_g_of_z_from_the_generator_in_eval_mode():
+    model = fresh_init(lambda: ConvGenerator(DigitGANConfig(latent_dim=5, width=4, num_classes=3)), seed=0)
+    model.train()
+    labels = torch.tensor([2, 0, 1, 2])
+    x = sample(model, 4, generator=torch.Generator().manual_seed(7), labels=labels)
+    assert model.training                                       # its mode is restored
+    z = torch.randn(4, 5, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        reference = model.eval()(z, labels)                     # batch norm on running statistics
+    assert torch.equal(x, reference)
+    assert x.shape == (4, 1, 8, 8) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_sample_draws_labels_after_z_and_none_for_one_class():
+    model = fresh_init(lambda: ConvGenerator(DigitGANConfig(latent_dim=3, width=4)), seed=1).eval()
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(200, 3, generator=g)
+    y = torch.randint(0, 10, (200,), generator=g)
+    with torch.no_grad():
+        assert torch.equal(sample(model, 200, generator=torch.Generator().manual_seed(3)), model(z, y))
+    assert set(y.tolist()) == set(range(10))                   # uniform over the classes
+    one = fresh_init(lambda: ConvGenerator(DigitGANConfig(latent_dim=3, width=4, num_classes=1)), seed=1)
+    g = torch.Generator().manual_seed(3)
+    a = sample(one, 6, generator=g)
+    after = torch.rand(1, generator=g)                          # nothing was drawn for the labels
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        b = one.eval()(torch.randn(6, 3, generator=g), torch.zeros(6, dtype=torch.long))
+    assert torch.equal(a, b) and torch.equal(after, torch.rand(1, generator=g))
+
+
+def test_sample_of_the_mlp_generator_gives_points_and_repeats_with_the_seed():
+    model = Generator(GANConfig(data_dim=3, latent_dim=4))
+    a = sample(model, 10, generator=torch.Generator().manual_seed(0))
+    b = sample(model, 10, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (10, 3) and torch.equal(a, b) and not a.requires_grad
+    assert not torch.equal(a, sample(model, 10, generator=torch.Generator().manual_seed(1)))
+
+
+def test_networks_cast_float64_inputs_to_their_dtype():
+    model, z = Generator(), torch.randn(5, 2)
+    assert torch.equal(model(z.double()), model(z))
+    disc, x, y = ConvDiscriminator(), torch.rand(3, 1, 8, 8), torch.tensor([0, 5, 9])
+    assert torch.equal(disc(x.double(), y), disc(x, y))
+
+
+def test_bad_input_raises_clear_errors():
+    conv, mlp = ConvGenerator(), Generator()
+    with pytest.raises(ValueError, match=r"shape \(b, latent_dim\)"):
+        mlp(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="to be a float tensor"):
+        mlp(torch.zeros(4, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="torch.Tensor, got ndarray"):
+        mlp(np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="at least one example"):
+        mlp(torch.zeros(0, 2))
     with pytest.raises(ValueError, match="multiple of pack"):
         Discriminator(GANConfig(pack=2))(torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="share a shape"):
-        gradient_penalty(lambda x: x.sum(1), torch.zeros(3, 2), torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="one score per example"):
-        gradient_penalty(lambda x: x, torch.zeros(3, 2), torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="need loss in"):
-        train_gan(Generator(), Discriminator(), torch.zeros(10, 2), loss="hinge")
-    with pytest.raises(ValueError, match="multiple of"):
-        train_gan(Generator(), Discriminator(GANConfig(pack=3)), torch.zeros(10, 2), batch_size=8)
-    with pytest.raises(ValueError, match=r"shape \(b, latent_dim\)"):
-        Generator()(torch.zeros(4, 3))
-    with pytest.raises(ValueError, match="std > 0"):
-        mode_coverage(torch.zeros(2, 2), ring_modes(), 0.0)
+    with pytest.raises(ValueError, match=r"expected y in \[0, 10\)"):
+        conv(torch.zeros(2, 16), torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match=r"expected y in \[0, 10\)"):
+        ConvDiscriminator()(torch.zeros(2, 1, 8, 8), torch.tensor([-1, 0]))
+    with pytest.raises(ValueError, match="integer class ids"):
+        conv(torch.zeros(2, 16), torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        conv.train()(torch.zeros(1, 16), torch.tensor([1]))
+    with pytest.raises(ValueError, match="positive int"):
+        sample(conv, 0)
+    with pytest.raises(ValueError, match="unconditional"):
+        sample(mlp, 2, labels=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"labels of shape \(b\) with b=3"):
+        sample(conv, 3, labels=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"expected labels in \[0, 10\)"):
+        sample(conv, 2, labels=torch.tensor([0, 12]))
+    with pytest.raises(ValueError, match="gan.Generator or gan.ConvGenerator"):
+        sample(Discriminator(), 2)
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        sample(mlp, 2, generator=0)
+
+
+def test_networks_and_sample_name_a_device_mismatch():
+    # The meta device stands in for a GPU on machines without one.
+    with pytest.raises(ValueError, match="z is on cpu but the model is on meta"):
+        Generator().to("meta")(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="y is on cpu but the model is on meta"):
+        ConvDiscriminator().to("meta")(torch.zeros(2, 1, 8, 8, device="meta"), torch.tensor([0, 1]))
+    assert sample(Generator().to("meta"), 3).device.type == "meta"     # noise drawn, then moved
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sample_on_every_device_matches_the_cpu_for_one_seed(device):
+    for build in (lambda: Generator(GANConfig(latent_dim=3)), lambda: ConvGenerator(DigitGANConfig(width=4))):
+        model = fresh_init(build, seed=0)
+        cpu = sample(model, 6, generator=torch.Generator().manual_seed(2))
+        there = sample(model.to(device), 6, generator=torch.Generator().manual_seed(2))
+        assert there.device.type == device
+        torch.testing.assert_close(there.cpu(), cpu, atol=3e-3, rtol=0)   # TF32 convolutions on CUDA
