@@ -30,10 +30,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from companion import arm, diffusion, flows, gan, vae
+from companion import arm, diffusion, flows, gan, samplers, vae
 from companion.data import DIGIT_LEVELS, digits
-from companion.denoisers import TinyUNet, UNetConfig, num_parameters  # noqa: F401 (re-exported)
+from companion.denoisers import TinyUNet, UNetConfig
+from companion.diffusion_bound import _log_bin_probability, diffusion_nll_bound  # noqa: F401 (re-exported)
 from companion.train import train
+from companion.utils import num_parameters  # noqa: F401 (re-exported)
 
 __all__ = ["FAMILIES", "RECIPES", "CHECKPOINTS", "build", "fit", "generate", "negative_log_likelihood",
            "dequantized_nll", "diffusion_nll_bound", "num_parameters",
@@ -182,9 +184,10 @@ def generate(family: str, model: nn.Module, n: int, *, generator: torch.Generato
     if family == "diffusion":
         shape = (n, 1, 8, 8)
         if ddim_steps is None:
-            x = diffusion.ddpm_sample(model.net, shape, model.schedule, clip=1.0, generator=generator)
+            x = samplers.ddpm_sample(model.net, model.schedule, shape, clip=1.0, generator=generator)
         else:
-            x = diffusion.ddim_sample(model.net, shape, model.schedule, ddim_steps, clip=1.0, generator=generator)
+            x = samplers.ddim_sample(model.net, model.schedule, shape, steps=ddim_steps, clip=1.0,
+                                     generator=generator)
         return ((x.clamp(-1, 1) + 1) / 2 * top).round() / top
     return arm.sample(model, n, generator=generator).float() / top
 
@@ -210,7 +213,7 @@ def negative_log_likelihood(family: str, model: nn.Module, levels: torch.Tensor,
         return dequantized_nll(model, levels, k=k, generator=generator)
     if family == "vae":
         return -vae.importance_weighted_log_likelihood(model, levels, k=k, generator=generator)
-    return diffusion_nll_bound(model.net, levels, model.schedule, timesteps=timesteps, generator=generator)
+    return diffusion_nll_bound(model.net, model.schedule, levels, timesteps=timesteps, generator=generator)
 
 
 # --- the two likelihoods the family modules leave out -----------------------------------
@@ -241,72 +244,6 @@ def dequantized_nll(flow: flows.Flow, levels: torch.Tensor, *, k: int = 100,
     logp = torch.cat([flow.log_prob(flows.dequantize(chunk, generator=generator))
                       for chunk in copies.split(4096)]).reshape(k, b)
     return -(torch.logsumexp(logp.double(), dim=0) - math.log(k)).float()
-
-
-def _log_bin_probability(x0: torch.Tensor, mean: torch.Tensor, std: float, levels: int) -> torch.Tensor:
-    r""":math:`\log \int_{\text{bin}(x_0)} \mathcal{N}(u; \mu, \sigma^2)\,du` per entry, on [-1, 1] with ``levels`` bins.
-
-    The outer bins stretch to :math:`\pm\infty` (Ho et al. 2020, eq. 13). Computed in
-    float64 from :math:`\log\Phi`, on the side of the Gaussian where the tail is small.
-    """
-    half = 1.0 / (levels - 1)                                   # half a bin on the [-1, 1] scale
-    x0, mean = x0.double(), mean.double()
-    lo = torch.where(x0 <= -1 + half / 2, -math.inf, (x0 - half - mean) / std)
-    hi = torch.where(x0 >= 1 - half / 2, math.inf, (x0 + half - mean) / std)
-    # P = Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi); use the form whose terms are not both near 1
-    flip = lo > 0
-    a, c = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)      # P = Phi(c) - Phi(a), a < c
-    log_c, log_a = torch.special.log_ndtr(c), torch.special.log_ndtr(a)
-    return log_c + torch.log1p(-torch.exp(log_a - log_c))
-
-
-@torch.no_grad()
-def diffusion_nll_bound(net: nn.Module, levels: torch.Tensor, schedule: diffusion.NoiseSchedule, *,
-                        timesteps: int | None = None, clip: float | None = 1.0,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""The DDPM variational bound on :math:`-\log P(x)` for integer ``levels: (b, 1, 8, 8)``, ``(b,)`` nats.
-
-    .. math:: -\log P(x_0) \le \underbrace{\mathrm{KL}(q(x_T \mid x_0) \,\|\, \mathcal{N}(0, I))}_{L_T}
-              + \sum_{t=2}^{T} \underbrace{\mathbb{E}_q\, \mathrm{KL}(q(x_{t-1} \mid x_t, x_0) \,\|\,
-              p_\theta(x_{t-1} \mid x_t))}_{L_{t-1}}
-              \underbrace{- \mathbb{E}_q \log p_\theta(x_0 \mid x_1)}_{L_0}
-
-    (Ho et al. 2020, eq. 5). The reverse steps use the posterior variance
-    :math:`\tilde\beta_t` and the mean :math:`\tilde\mu_t(\hat x_0, x_t)`, so each
-    :math:`L_{t-1}` is :math:`\lVert \tilde\mu_t(x_0, x_t) - \tilde\mu_t(\hat x_0, x_t)\rVert^2 / 2\tilde\beta_t`;
-    :math:`L_0` is a Gaussian of variance :math:`\beta_1` integrated over the bin of each
-    grey level. ``timesteps=None`` sums all ``T`` terms with one noise draw each;
-    ``timesteps = K`` draws one step per stratum of ``T / K`` steps and weights it
-    by ``T / K`` (unbiased, ``K`` network calls per image instead of ``T``).
-    """
-    x0 = _to_unit(levels)
-    if x0.dim() != 4:
-        raise ValueError(f"expected levels of shape (b, 1, h, w), got {tuple(levels.shape)}")
-    b, T = x0.shape[0], schedule.T
-    if timesteps is None:
-        strata, ts = 1, [torch.full((b,), t, dtype=torch.int64) for t in range(T)]
-    else:
-        if not isinstance(timesteps, int) or timesteps < 1 or T % timesteps:
-            raise ValueError(f"timesteps must be a positive divisor of T={T}, got {timesteps!r}")
-        strata = T // timesteps
-        ts = [k * strata + torch.randint(0, strata, (b,), generator=generator) for k in range(timesteps)]
-    ab_last = schedule.alpha_bars[-1].item()                            # L_T, in closed form
-    prior = 0.5 * ((ab_last * x0.double() ** 2) + (1 - ab_last) - 1 - math.log(1 - ab_last)).flatten(1).sum(1)
-    total = prior.clone()
-    for t in ts:
-        noise = torch.randn(x0.shape, generator=generator)
-        xt = diffusion.q_sample(x0, t, noise, schedule)
-        x0_hat = diffusion.predict_x0(xt, t, net(xt, t), schedule)
-        if clip is not None:
-            x0_hat = x0_hat.clamp(-clip, clip)
-        mean_q, var = diffusion.q_posterior(x0, xt, t, schedule)
-        mean_p, _ = diffusion.q_posterior(x0_hat, xt, t, schedule)
-        first = t == 0
-        kl = ((mean_q - mean_p).double() ** 2 / (2 * var.double().clamp(min=1e-300))).flatten(1).sum(1)
-        std0 = math.sqrt(schedule.betas[0].item())
-        decoder = -_log_bin_probability(x0, x0_hat, std0, DIGIT_LEVELS).flatten(1).sum(1)
-        total += strata * torch.where(first, decoder, kl)
-    return total.float()
 
 
 # --- sizes and checkpoints ---------------------------------------------------------------
