@@ -9,8 +9,10 @@ al. borrowed for the same purpose, and, when ``num_classes > 0``, a class label
 unconditional model that classifier-free guidance needs is the same network
 with its label dropped (Ho & Salimans 2022).
 
-The schedule and the samplers live in :mod:`companion.diffusion`; these
-networks only predict.
+The schedule lives in :mod:`companion.diffusion`, the samplers in
+:mod:`companion.samplers`; these networks only predict. Both check their input
+(:mod:`companion.checks`): floats of the right shape (float64 is cast to the
+model's dtype), int64 timesteps, labels in ``[-1, num_classes)``.
 """
 from __future__ import annotations
 
@@ -19,11 +21,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from companion import checks
 from companion.attention import sinusoidal_embedding
-from companion.utils import check_shape
 
-__all__ = ["MLPDenoiserConfig", "MLPDenoiser", "UNetConfig", "TinyUNet",
-           "num_parameters"]
+__all__ = ["MLPDenoiserConfig", "MLPDenoiser", "UNetConfig", "TinyUNet"]
+
+
+def _count(name: str, value: object) -> int:
+    """``value`` if it is an int >= 0 (0 switches a conditioning input off)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0 (0: none), got {value!r}")
+    return value
+
+
+def _check_time_dim(time_dim: object) -> None:
+    if checks.positive_int("time_dim", time_dim) % 2:
+        raise ValueError(f"time_dim must be even (sines and cosines in pairs), got {time_dim}")
 
 
 class _Conditioning(nn.Module):
@@ -40,29 +53,35 @@ class _Conditioning(nn.Module):
 
     def forward(self, t: torch.Tensor, y: torch.Tensor | None,
                 context: torch.Tensor | None = None) -> torch.Tensor:
-        e = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
+        emb = sinusoidal_embedding(t, self.time_dim)               # float32, as the model's dtype below
+        e = self.time_mlp(emb.to(self.time_mlp[0].weight.dtype))
         if (context is None) != (self.context_proj is None):
             raise ValueError(f"this denoiser takes a context of size {self.context_dim} "
                              f"(0: none), got {'none' if context is None else 'one'}")
         if context is not None:
-            check_shape("context", context, "b c", b=t.shape[0], c=self.context_dim)
+            context = checks.floats("context", context, "b c", b=t.shape[0], c=self.context_dim, model=self)
             e = e + self.context_proj(context)
         if y is not None:
             if self.label_emb is None:
                 raise ValueError("this denoiser is unconditional (num_classes=0) but got labels y")
-            check_shape("y", y, "b", b=t.shape[0])
-            if y.dtype != torch.int64 or (y < -1).any() or (y >= self.num_classes).any():
-                raise ValueError(f"y must be int64 in [-1, {self.num_classes}), -1 meaning no label")
+            y = checks.labels("y", y, self.num_classes, b=t.shape[0], allow_none=True)
+            checks.same_device("y", y, self)
             e = e + self.label_emb(y + 1)
         elif self.label_emb is not None:  # a conditional model asked without labels: no label
             e = e + self.label_emb.weight[0]
         return e
 
 
-def _check_t(t: torch.Tensor, b: int) -> None:
-    check_shape("t", t, "b", b=b)
+def _check_inputs(net: nn.Module, x: object, pattern: str, t: object, **sizes: int) -> torch.Tensor:
+    """``x`` as floats of ``pattern`` on ``net``'s device and dtype; ``t: (b,)`` int64 timesteps >= 0 beside it."""
+    x = checks.floats("x", x, pattern, model=net, **sizes)
+    checks.tensor("t", t, "b", b=x.shape[0])
     if t.dtype != torch.int64:
         raise ValueError(f"t must hold integer timesteps (int64), got {t.dtype}")
+    checks.same_device("t", t, net)
+    if bool((t < 0).any()):
+        raise ValueError(f"timesteps must be >= 0, got {t.min().item()}")
+    return x
 
 
 @dataclass(frozen=True)
@@ -71,10 +90,17 @@ class MLPDenoiserConfig:
 
     data_dim: int = 2
     hidden: int = 128
-    depth: int = 3          # residual blocks
+    layers: int = 3         # residual blocks
     time_dim: int = 32
     num_classes: int = 0    # 0: unconditional
     context_dim: int = 0    # > 0: conditioned on a context vector (b, context_dim)
+
+    def __post_init__(self) -> None:
+        for name in ("data_dim", "hidden", "layers"):
+            checks.positive_int(name, getattr(self, name))
+        _check_time_dim(self.time_dim)
+        _count("num_classes", self.num_classes)
+        _count("context_dim", self.context_dim)
 
 
 class MLPDenoiser(nn.Module):
@@ -95,17 +121,16 @@ class MLPDenoiser(nn.Module):
         self.config = c = config
         self.cond = _Conditioning(c.time_dim, c.hidden, c.num_classes, c.context_dim)
         self.inp = nn.Linear(c.data_dim, c.hidden)
-        self.blocks_in = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.depth))
-        self.blocks_emb = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.depth))
-        self.blocks_out = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.depth))
+        self.blocks_in = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.layers))
+        self.blocks_emb = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.layers))
+        self.blocks_out = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.layers))
         self.out = nn.Linear(c.hidden, c.data_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, *,
                 context: torch.Tensor | None = None) -> torch.Tensor:
         """``x: (b, d)``, ``t: (b,)`` int64, ``y: (b,)`` or None, ``context: (b, context_dim)``
         or None -> predicted noise ``(b, d)``."""
-        check_shape("x", x, "b d", d=self.config.data_dim)
-        _check_t(t, x.shape[0])
+        x = _check_inputs(self, x, "b d", t, d=self.config.data_dim)
         e = self.cond(t, y, context)
         h = self.inp(x)
         for lin_in, lin_emb, lin_out in zip(self.blocks_in, self.blocks_emb, self.blocks_out):
@@ -120,7 +145,16 @@ class UNetConfig:
     channels: int = 32      # at 8x8; twice as many at 4x4
     time_dim: int = 32
     num_classes: int = 10   # 0: unconditional
-    groups: int = 8         # GroupNorm groups
+    groups: int = 8         # GroupNorm groups: they split channels (and 2, 4 x channels) evenly
+
+    def __post_init__(self) -> None:
+        checks.positive_int("channels", self.channels)
+        checks.positive_int("groups", self.groups)
+        _check_time_dim(self.time_dim)
+        _count("num_classes", self.num_classes)
+        if self.channels % self.groups:
+            raise ValueError(f"channels ({self.channels}) must be a multiple of groups ({self.groups}): "
+                             "GroupNorm splits the channels into equal groups")
 
 
 class _ResBlock(nn.Module):
@@ -176,17 +210,10 @@ class TinyUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``x: (b, 1, 8, 8)``, ``t: (b,)`` int64, ``y: (b,)`` or None -> noise ``(b, 1, 8, 8)``."""
-        check_shape("x", x, "b 1 8 8")
-        _check_t(t, x.shape[0])
+        x = _check_inputs(self, x, "b 1 8 8", t)
         e = self.cond(t, y)
         h1 = self.down1(self.inp(x), e)                               # (b, C, 8, 8)
         h2 = self.down2(self.downsample(h1), e)                       # (b, 2C, 4, 4)
         h = self.up2(torch.cat([self.mid(h2, e), h2], dim=1), e)      # (b, 2C, 4, 4)
         h = self.up1(torch.cat([self.upsample(h), h1], dim=1), e)    # (b, C, 8, 8)
         return self.out(h)
-
-
-def num_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (a model-size figure for the text)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

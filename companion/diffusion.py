@@ -1,4 +1,4 @@
-r"""Denoising diffusion: the noise schedule, the forward process, the loss and the samplers.
+r"""Denoising diffusion: the noise schedule, the forward process, the loss, and the model behind the protocol.
 
 The forward process adds Gaussian noise in :math:`T` small steps,
 :math:`q(x_t \mid x_{t-1}) = \mathcal{N}(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)`, and has
@@ -8,10 +8,12 @@ the closed form (Ho et al. 2020, eq. 4)
           \qquad \alpha_t = 1 - \beta_t,\ \bar\alpha_t = \textstyle\prod_{s \le t} \alpha_s .
 
 A network :math:`\epsilon_\theta(x_t, t)` (:mod:`companion.denoisers`) learns to
-predict the noise, and the samplers run the process backwards with it: DDPM's
-ancestral sampler (Ho et al. 2020) and DDIM (Song et al. 2021), both with
-classifier-free guidance (Ho & Salimans 2022). As in the diffusers library, the
-schedule and the samplers are separate from the network.
+predict the noise (:func:`ddpm_loss`); the samplers that run the process backwards
+are in :mod:`companion.samplers`, the likelihood bound in
+:mod:`companion.diffusion_bound`. As in the diffusers library, the schedule and the
+samplers are separate from the network (:class:`~companion.schedules.NoiseSchedule`
+lives in :mod:`companion.schedules`). :class:`Diffusion` puts a denoiser and its
+schedule together behind the package's protocol: :func:`loss`, :func:`sample`, :func:`nll`.
 
 Timesteps are 0-indexed as in diffusers: index ``t`` in ``0 .. T-1`` is step
 ``t + 1`` of the papers, and :math:`\bar\alpha` "before step 0" is 1 (clean data).
@@ -22,90 +24,36 @@ only is the empty prompt, the unconditional model.
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from companion.utils import check_shape
+from companion import checks, rng
+from companion.denoisers import MLPDenoiser, MLPDenoiserConfig, TinyUNet, UNetConfig
+from companion.schedules import NoiseSchedule
 
-__all__ = ["NoiseSchedule", "q_sample", "q_posterior", "predict_x0", "ddpm_loss",
-           "guided_eps", "ddpm_sample", "ddim_timesteps", "ddim_step", "ddim_sample",
-           "inpaint", "x0_estimate"]
+__all__ = ["q_sample", "q_posterior", "predict_x0", "ddpm_loss",
+           "DiffusionConfig", "Diffusion", "loss", "sample", "nll"]
 
 
-class NoiseSchedule:
-    r"""The variances :math:`\beta_t` of the forward process and what follows from them.
+def _placement(model: object) -> tuple[torch.device, torch.dtype]:
+    """Where a denoiser computes: its device and dtype (the CPU and the default dtype for a plain function)."""
+    if isinstance(model, nn.Module):
+        return checks.model_device(model), checks.model_dtype(model)
+    return torch.device("cpu"), torch.get_default_dtype()
 
-    Attributes (all float64 tensors of shape ``(T,)``): ``betas``, ``alphas`` (:math:`1-\beta_t`),
-    ``alpha_bars`` (:math:`\bar\alpha_t`), ``alpha_bars_prev`` (:math:`\bar\alpha_{t-1}`,
-    with 1 before the first step).
 
-    Example:
-        >>> s = NoiseSchedule.linear(1000)
-        >>> s.T, round(s.betas[0].item(), 6), round(s.betas[-1].item(), 6)
-        (1000, 0.0001, 0.02)
-    """
-
-    def __init__(self, betas: torch.Tensor) -> None:
-        check_shape("betas", betas, "T")
-        betas = betas.detach().to(torch.float64).cpu()
-        if betas.numel() == 0 or not ((betas > 0) & (betas < 1)).all():
-            raise ValueError("betas must be a non-empty 1-D tensor with every value in (0, 1)")
-        self.betas = betas
-        self.alphas = 1.0 - betas
-        self.alpha_bars = torch.cumprod(self.alphas, dim=0)
-        self.alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bars[:-1]])
-
-    @property
-    def T(self) -> int:
-        """Number of diffusion steps."""
-        return self.betas.numel()
-
-    @classmethod
-    def linear(cls, T: int = 1000, beta_start: float | None = None,
-               beta_end: float | None = None) -> NoiseSchedule:
-        r""":math:`\beta_t` evenly spaced from ``beta_start`` to ``beta_end`` (Ho et al. 2020).
-
-        Ho et al. use :math:`10^{-4}` to :math:`0.02` for :math:`T = 1000`; the
-        defaults scale both by :math:`1000/T`, so a shorter chain destroys the
-        data as completely (Nichol & Dhariwal 2021).
-        """
-        if not isinstance(T, int) or T < 2:
-            raise ValueError(f"T must be an int >= 2, got {T!r}")
-        beta_start = 1e-4 * 1000 / T if beta_start is None else beta_start
-        beta_end = 0.02 * 1000 / T if beta_end is None else beta_end
-        if not 0 < beta_start <= beta_end < 1:
-            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start:g} and {beta_end:g}"
-                             + (" (the rescaled defaults need T > 20)" if T <= 20 else ""))
-        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
-
-    @classmethod
-    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
-        r""":math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\!\big(\frac{t/T + s}{1 + s}\frac{\pi}{2}\big)`
-        (Nichol & Dhariwal 2021, eq. 17), with :math:`\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}`
-        clipped at ``max_beta`` so the last steps stay finite.
-        """
-        if not isinstance(T, int) or T < 2:
-            raise ValueError(f"T must be an int >= 2, got {T!r}")
-        steps = torch.arange(T + 1, dtype=torch.float64) / T
-        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
-        return cls((1 - f[1:] / f[:-1]).clamp(max=max_beta))
-
-    def snr(self) -> torch.Tensor:
-        r"""Signal-to-noise ratio :math:`\bar\alpha_t / (1 - \bar\alpha_t)` of :math:`x_t`, ``(T,)``."""
-        return self.alpha_bars / (1 - self.alpha_bars)
-
-    def check_t(self, t: torch.Tensor, b: int) -> None:
-        """Raise unless ``t`` is an int64 tensor ``(b,)`` of timesteps in ``[0, T)``."""
-        check_shape("t", t, "b", b=b)
-        if t.dtype != torch.int64:
-            raise ValueError(f"t must be an int64 tensor of timesteps, got {t.dtype}")
-        if t.numel() and (t.min() < 0 or t.max() >= self.T):
-            raise ValueError(f"timesteps must lie in [0, {self.T}), got [{t.min().item()}, {t.max().item()}]")
-
-    def at(self, values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``values[t]`` shaped ``(b, 1, ..., 1)`` to broadcast against ``x: (b, ...)``."""
-        return values.to(x.device)[t.cpu()].to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+def _check_data(name: str, x: object, model: object) -> torch.Tensor:
+    """Float data ``(b, ...)`` for a denoiser, finite, cast to its dtype; integer levels refused."""
+    if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex()):
+        raise ValueError(f"expected {name} to be float data on the denoiser's scale (e.g. pixels in [-1, 1]), "
+                         f"got {x.dtype}: integer grey levels would turn the noise and alpha-bar into integers; "
+                         "map them with 2 * levels / 16 - 1, or use diffusion.loss with DiffusionConfig(levels=17)")
+    x = checks.floats(name, x, model=model if isinstance(model, nn.Module) else None)
+    if x.dim() < 2:
+        raise ValueError(f"expected {name} to be a batch (b, ...), got shape {tuple(x.shape)}")
+    return x.to(_placement(model)[1])
 
 
 def _check_pair(name: str, a: torch.Tensor, x: torch.Tensor) -> None:
@@ -114,13 +62,19 @@ def _check_pair(name: str, a: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(f"expected {name} of shape {tuple(x.shape)} like x0, got {got}")
 
 
-def _check_labels(labels: torch.Tensor, b: int) -> None:
-    """Conditions are integer tensors ``(b, ...)``: class ids ``(b,)`` or prompt tokens ``(b, n)``."""
+def _check_labels(labels: object, b: int, model: object) -> torch.Tensor:
+    """Conditions are integer tensors ``(b, ...)``: class ids ``(b,)`` or prompt tokens ``(b, n)``.
+
+    Their range is checked by the denoiser, which knows its number of classes or its vocabulary.
+    """
     if not isinstance(labels, torch.Tensor) or labels.dim() < 1 or labels.shape[0] != b:
         got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"expected labels of shape (b, ...) with b={b}, got {got}")
-    if labels.is_floating_point():
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer (-1 meaning no condition), got {labels.dtype}")
+    if isinstance(model, nn.Module):
+        checks.same_device("labels", labels, model)
+    return labels.long()
 
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
@@ -179,214 +133,151 @@ def ddpm_loss(model: torch.nn.Module, x0: torch.Tensor, schedule: NoiseSchedule,
     the model is conditional, and each label or whole prompt is replaced by -1
     ("no label") with probability ``p_uncond``: one
     network learns both the conditional and the unconditional noise, which
-    classifier-free guidance combines (Ho & Salimans 2022).
+    classifier-free guidance combines (Ho & Salimans 2022). ``x0`` is float data on the
+    denoiser's scale; every draw comes from ``generator`` (:mod:`companion.rng`).
+
+    Example:
+        >>> net = MLPDenoiser(MLPDenoiserConfig(hidden=16, layers=1))
+        >>> ddpm_loss(net, torch.randn(5, 2), NoiseSchedule.linear(50)).shape
+        torch.Size([5])
     """
-    if x0.dim() < 2 or x0.shape[0] == 0:
-        raise ValueError(f"x0 must be a non-empty batch (b, ...), got {tuple(x0.shape)}")
-    if not 0.0 <= p_uncond <= 1.0:
-        raise ValueError(f"p_uncond must be in [0, 1], got {p_uncond}")
-    b = x0.shape[0]
-    t = torch.randint(0, schedule.T, (b,), generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    x0 = _check_data("x0", x0, model)
+    p_uncond = checks.fraction("p_uncond", p_uncond, closed=True)
+    b, device = x0.shape[0], x0.device
+    t = rng.randint(0, schedule.T, (b,), generator=generator, device=device)
+    noise = rng.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
     xt = q_sample(x0, t, noise, schedule)
     if labels is None:
         eps = model(xt, t)
     else:
-        _check_labels(labels, b)
-        drop = torch.rand(b, generator=generator).to(x0.device) < p_uncond
+        labels = _check_labels(labels, b, model)
+        drop = rng.rand((b,), generator=generator, device=device) < p_uncond
         drop = drop.view(b, *[1] * (labels.dim() - 1))   # a prompt (b, n) is dropped whole
         eps = model(xt, t, torch.where(drop, -1, labels))
     return (eps - noise).pow(2).flatten(1).mean(dim=1)
 
 
-def guided_eps(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
-               labels: torch.Tensor | None = None, guidance_scale: float = 1.0) -> torch.Tensor:
-    r"""The noise prediction a sampler uses, with classifier-free guidance:
+# --- the protocol: one model, its data in their own form ------------------------------
 
-    .. math:: \tilde\epsilon = \epsilon_\theta(x_t, t, \varnothing)
-              + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t, \varnothing)\big)
+@dataclass(frozen=True)
+class DiffusionConfig:
+    r"""A diffusion model: its (unconditional) denoiser, ``T`` steps of a schedule, the form of its data.
 
-    ``w = guidance_scale``: 0 is unconditional, 1 conditional, above 1 pushes past
-    the conditional model towards what distinguishes class ``y`` (the convention
-    of diffusers and Imagen; Ho & Salimans write :math:`1 + w`).
+    ``denoiser`` is a :class:`~companion.denoisers.UNetConfig` for 8x8 images or an
+    :class:`~companion.denoisers.MLPDenoiserConfig` for points ``(b, data_dim)``.
+    ``levels = 17`` makes it a model of integer grey levels (``digits(as_levels=True)``),
+    with a likelihood bound; ``None`` a model of intensities in [0, 1] (images) or of points.
+    Images are moved to [-1, 1] for the network (Ho et al. 2020); points are used as given.
     """
-    if labels is None:
-        return model(x, t)
-    if guidance_scale == 1.0:
-        return model(x, t, labels)
-    if guidance_scale == 0.0:
-        return model(x, t, torch.full_like(labels, -1))
-    none = torch.full_like(labels, -1)
-    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, none]))
-    cond, uncond = both.chunk(2)
-    return uncond + guidance_scale * (cond - uncond)
+
+    denoiser: UNetConfig | MLPDenoiserConfig = UNetConfig(channels=16, num_classes=0)
+    T: int = 200
+    schedule: str = "linear"        # or "cosine"
+    levels: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.denoiser, (UNetConfig, MLPDenoiserConfig)):
+            raise ValueError(f"denoiser must be a UNetConfig or an MLPDenoiserConfig, got {self.denoiser!r}")
+        if self.denoiser.num_classes or getattr(self.denoiser, "context_dim", 0):
+            raise ValueError("the protocol's model is unconditional: use num_classes=0 and no context "
+                             "(train a conditional denoiser with ddpm_loss(..., labels=...))")
+        if self.schedule not in ("linear", "cosine"):
+            raise ValueError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
+        if self.levels is not None and (checks.positive_int("levels", self.levels) < 2
+                                        or not isinstance(self.denoiser, UNetConfig)):
+            raise ValueError(f"levels must be None or an int >= 2 with a UNetConfig (images), got {self.levels!r}")
+        self.noise_schedule()                                   # checks T
+
+    def noise_schedule(self) -> NoiseSchedule:
+        """The schedule of ``T`` steps this config names."""
+        checks.positive_int("T", self.T)
+        return getattr(NoiseSchedule, self.schedule)(self.T)
 
 
-def _start(shape: tuple[int, ...], noise: torch.Tensor | None, generator: torch.Generator | None,
-           labels: torch.Tensor | None) -> torch.Tensor:
-    shape = tuple(shape)
-    if not shape or shape[0] < 1:
-        raise ValueError(f"shape must start with a positive batch size, got {shape}")
-    if labels is not None:
-        _check_labels(labels, shape[0])
-    if noise is None:
-        return torch.randn(shape, generator=generator)
-    if tuple(noise.shape) != shape:
-        raise ValueError(f"expected noise of shape {shape}, got {tuple(noise.shape)}")
-    return noise.clone()
-
-
-@torch.no_grad()
-def ddpm_sample(model: torch.nn.Module, shape: tuple[int, ...], schedule: NoiseSchedule, *,
-                labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
-                clip: float | None = None, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None,
-                return_trajectory: bool = False) -> torch.Tensor:
-    r"""Ancestral sampling (Ho et al. 2020, Algorithm 2), all ``T`` steps.
-
-    From :math:`x_T \sim \mathcal{N}(0, I)` (or ``noise``), each step estimates
-    :math:`\hat x_0` from the predicted noise (clipped to ``[-clip, clip]`` if
-    given) and draws :math:`x_{t-1} \sim \mathcal{N}(\tilde\mu_t(\hat x_0, x_t), \tilde\beta_t I)`
-    with :func:`q_posterior`. Returns ``x_0: shape``, or with ``return_trajectory``
-    every state ``(T + 1, *shape)`` from noise to data.
-    """
-    x = _start(shape, noise, generator, labels)
-    path = [x]
-    for step in reversed(range(schedule.T)):
-        t = torch.full((x.shape[0],), step, dtype=torch.int64)
-        x0 = predict_x0(x, t, guided_eps(model, x, t, labels, guidance_scale), schedule)
-        if clip is not None:
-            x0 = x0.clamp(-clip, clip)
-        mean, var = q_posterior(x0, x, t, schedule)
-        x = mean + var.sqrt() * torch.randn(x.shape, generator=generator) if step > 0 else mean
-        path.append(x)
-    return torch.stack(path) if return_trajectory else x
-
-
-def ddim_timesteps(T: int, steps: int, start: int | None = None) -> list[int]:
-    """``steps`` timesteps evenly spread from ``start`` (default ``T - 1``) down to 0.
+class Diffusion(nn.Module):
+    """A denoiser ``net`` with its noise ``schedule``; the state dict holds ``net.*`` only.
 
     Example:
-        >>> ddim_timesteps(1000, 5)
-        [999, 749, 500, 250, 0]
+        >>> model = Diffusion(DiffusionConfig(levels=17))
+        >>> x = sample(model, 2, steps=4, generator=torch.Generator().manual_seed(0))
+        >>> x.shape, x.dtype, loss(model, x).shape, nll(model, x, timesteps=4).shape
+        (torch.Size([2, 1, 8, 8]), torch.int64, torch.Size([2]), torch.Size([2]))
     """
-    start = T - 1 if start is None else start
-    if not isinstance(start, int) or not 0 <= start < T:
-        raise ValueError(f"start must be an int in [0, {T}), got {start!r}")
-    if not isinstance(steps, int) or not 1 <= steps <= start + 1:
-        raise ValueError(f"steps must be an int in [1, {start + 1}], got {steps!r}")
-    return torch.linspace(start, 0, steps).round().long().tolist()
+
+    def __init__(self, config: DiffusionConfig = DiffusionConfig()) -> None:
+        super().__init__()
+        if not isinstance(config, DiffusionConfig):
+            raise ValueError(f"expected a DiffusionConfig, got {type(config).__name__}")
+        self.config = config
+        image = isinstance(config.denoiser, UNetConfig)
+        self.net = TinyUNet(config.denoiser) if image else MLPDenoiser(config.denoiser)
+        self.schedule = config.noise_schedule()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        r"""The predicted noise :math:`\epsilon_\theta(x_t, t)` on the network's scale."""
+        return self.net(x, t)
 
 
-def ddim_step(x: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, schedule: NoiseSchedule, *,
-              eta: float = 0.0, clip: float | None = None,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""One DDIM update from step ``t`` to ``t_prev < t`` (``-1``: clean data), Song et al. 2021 eq. 12:
+def _check_model(model: object) -> DiffusionConfig:
+    if not isinstance(model, Diffusion):
+        raise ValueError(f"expected a diffusion.Diffusion, got {type(model).__name__}")
+    return model.config
 
-    .. math:: x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1 - \bar\alpha_{t'} - \sigma^2}\,\hat\epsilon
-              + \sigma z, \qquad
-              \sigma = \eta\sqrt{\frac{1-\bar\alpha_{t'}}{1-\bar\alpha_t}}\sqrt{1 - \frac{\bar\alpha_t}{\bar\alpha_{t'}}}
 
-    ``eta = 0`` is deterministic; ``eta = 1`` with ``t_prev = t - 1`` is DDPM's step.
+def _to_net(model: Diffusion, x: object) -> torch.Tensor:
+    """Data in their own form -> the network's scale: levels and intensities to [-1, 1], points as given."""
+    c = _check_model(model)
+    if c.levels is not None:
+        x = checks.same_device("x", checks.levels("x", x, "b 1 8 8", levels=c.levels), model)
+        return x.to(checks.model_dtype(model)) / (c.levels - 1) * 2 - 1
+    if isinstance(c.denoiser, UNetConfig):
+        return 2 * checks.intensities("x", x, "b 1 8 8", model=model) - 1
+    return checks.floats("x", x, "b d", d=c.denoiser.data_dim, model=model)
+
+
+def loss(model: Diffusion, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`ddpm_loss` on data in the model's form (levels, intensities or points), ``(b,)``."""
+    return ddpm_loss(model.net, _to_net(model, x), model.schedule, generator=generator)
+
+
+def sample(model: Diffusion, n: int, *, generator: torch.Generator | None = None,
+           steps: int | None = None) -> torch.Tensor:
+    r"""``n`` examples in the data's form: DDPM over all ``T`` steps, or DDIM in ``steps``.
+
+    Images clip :math:`\hat x_0` to [-1, 1] at every step and come back as intensities
+    ``(n, 1, 8, 8)`` or, for a model of levels, rounded int64 levels; points as ``(n, d)``.
     """
-    if not -1 <= t_prev < t < schedule.T:
-        raise ValueError(f"need -1 <= t_prev < t < {schedule.T}, got t={t}, t_prev={t_prev}")
-    ab = schedule.alpha_bars[t].item()
-    ab_prev = schedule.alpha_bars[t_prev].item() if t_prev >= 0 else 1.0
-    x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-    if clip is not None:
-        x0 = x0.clamp(-clip, clip)
-        eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)   # the noise consistent with the clipped x0
-    sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-    x_prev = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * eps
-    if sigma > 0:
-        x_prev = x_prev + sigma * torch.randn(x.shape, generator=generator).to(x)
-    return x_prev
+    from companion.samplers import ddim_sample, ddpm_sample          # samplers build on this module
+
+    c = _check_model(model)
+    image = isinstance(c.denoiser, UNetConfig)
+    shape = (checks.positive_int("n", n), 1, 8, 8) if image else (checks.positive_int("n", n), c.denoiser.data_dim)
+    clip = 1.0 if image else None
+    if steps is None:
+        x = ddpm_sample(model.net, model.schedule, shape, clip=clip, generator=generator)
+    else:
+        x = ddim_sample(model.net, model.schedule, shape, steps=steps, clip=clip, generator=generator)
+    if not image:
+        return x
+    unit = (x.clamp(-1, 1) + 1) / 2
+    return unit if c.levels is None else (unit * (c.levels - 1)).round().long()
 
 
-@torch.no_grad()
-def ddim_sample(model: torch.nn.Module, shape: tuple[int, ...], schedule: NoiseSchedule,
-                steps: int, eta: float = 0.0, *, labels: torch.Tensor | None = None,
-                guidance_scale: float = 1.0, clip: float | None = None,
-                noise: torch.Tensor | None = None, start: int | None = None,
-                generator: torch.Generator | None = None,
-                return_trajectory: bool = False) -> torch.Tensor:
-    r"""DDIM sampling in ``steps`` of :func:`ddim_step` (Song et al. 2021) with the same network.
+def nll(model: Diffusion, x: torch.Tensor, *, generator: torch.Generator | None = None,
+        timesteps: int | None = 20) -> torch.Tensor:
+    r"""The variational bound on :math:`-\log P(x)` in nats for integer levels, ``(b,)``.
 
-    A model trained on all ``T`` steps is queried only at :func:`ddim_timesteps`;
-    with ``eta = 0`` the map from the initial noise to the sample is deterministic.
-    ``start < T - 1`` begins part-way, with ``noise`` playing :math:`x_{\text{start}}`
-    (denoising and editing, as in SDEdit by Meng et al. 2022).
-    Returns ``x_0: shape``, or every state ``(steps + 1, *shape)``.
+    :func:`companion.diffusion_bound.diffusion_nll_bound` with ``timesteps`` stratified
+    steps (``None``: all ``T``). Defined for models of levels only: a bound on a density
+    of continuous data would need a continuous decoder, which this package does not provide.
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
-    if start is not None and noise is None:
-        raise ValueError("starting part-way (start) needs the state x_start passed as noise")
-    ts = ddim_timesteps(schedule.T, steps, start)
-    x = _start(shape, noise, generator, labels)
-    path = [x]
-    for t, t_prev in zip(ts, ts[1:] + [-1]):
-        eps = guided_eps(model, x, torch.full((x.shape[0],), t, dtype=torch.int64), labels, guidance_scale)
-        x = ddim_step(x, eps, t, t_prev, schedule, eta=eta, clip=clip, generator=generator)
-        path.append(x)
-    return torch.stack(path) if return_trajectory else x
+    from companion.diffusion_bound import diffusion_nll_bound
+
+    c = _check_model(model)
+    if c.levels is None:
+        raise ValueError("diffusion.nll is defined for models of integer grey levels (DiffusionConfig(levels=17)); "
+                         "this model is of continuous data, for which the package has no likelihood bound")
+    return diffusion_nll_bound(model.net, model.schedule, x, levels=c.levels, timesteps=timesteps,
+                               generator=generator)
 
 
-@torch.no_grad()
-def inpaint(model: torch.nn.Module, x_known: torch.Tensor, mask: torch.Tensor,
-            schedule: NoiseSchedule, steps: int, *, resample: int = 1, eta: float = 1.0,
-            labels: torch.Tensor | None = None, guidance_scale: float = 1.0, clip: float | None = None,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Fill in the pixels where ``mask == 0`` by guided reverse diffusion.
-
-    After every :func:`ddim_step` the known pixels (``mask == 1``) are replaced by
-    a fresh forward sample :math:`q(x_{t'} \mid x_0^{\text{known}})`, so the network
-    only has to make the unknown part agree with a correctly noised known part
-    (the replacement method of Song et al. 2021b). With ``resample = r > 1`` each
-    step is redone ``r`` times, going back to step ``t`` with fresh noise in
-    between, so the two parts can harmonise (RePaint, Lugmayr et al. 2022).
-    ``x_known: (b, ...)``, ``mask`` broadcastable to it; returns ``(b, ...)``.
-    """
-    if x_known.dim() < 2:
-        raise ValueError(f"x_known must be a batch (b, ...), got {tuple(x_known.shape)}")
-    if not isinstance(resample, int) or resample < 1:
-        raise ValueError(f"resample must be an int >= 1, got {resample!r}")
-    try:
-        mask = mask.to(x_known.dtype).expand_as(x_known)
-    except RuntimeError as err:
-        raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to x_known {tuple(x_known.shape)}") from err
-    if not ((mask == 0) | (mask == 1)).all():
-        raise ValueError("mask must hold only 0 (fill in) and 1 (keep)")
-    ts = ddim_timesteps(schedule.T, steps)
-    b = x_known.shape[0]
-    x = torch.randn(x_known.shape, generator=generator)
-    for t, t_prev in zip(ts, ts[1:] + [-1]):
-        for r in range(resample):
-            eps = guided_eps(model, x, torch.full((b,), t, dtype=torch.int64), labels, guidance_scale)
-            x_prev = ddim_step(x, eps, t, t_prev, schedule, eta=eta, clip=clip, generator=generator)
-            if t_prev < 0:
-                x = mask * x_known + (1 - mask) * x_prev
-                break
-            noise = torch.randn(x.shape, generator=generator)
-            x_prev = mask * q_sample(x_known, torch.full((b,), t_prev), noise, schedule) + (1 - mask) * x_prev
-            if r == resample - 1:
-                x = x_prev
-            else:  # back to step t: q(x_t | x_t') = N(sqrt(ab_t / ab_t') x_t', (1 - ab_t / ab_t') I)
-                ratio = (schedule.alpha_bars[t] / schedule.alpha_bars[t_prev]).item()
-                x = math.sqrt(ratio) * x_prev + math.sqrt(1 - ratio) * torch.randn(x.shape, generator=generator)
-    return x
-
-
-@torch.no_grad()
-def x0_estimate(model: torch.nn.Module, x0: torch.Tensor, t: int, noise: torch.Tensor,
-                schedule: NoiseSchedule, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Noise ``x0: (b, ...)`` to step ``t`` and ask the model for it back: returns ``(x_t, x0_hat)``.
-
-    :math:`\hat x_0` is the network's estimate of the mean of :math:`x_0` given
-    :math:`x_t` (Tweedie's formula); one call, fast enough for a slider.
-    """
-    tt = torch.full((x0.shape[0],), t, dtype=torch.int64)
-    xt = q_sample(x0, tt, noise, schedule)
-    eps = model(xt, tt) if labels is None else model(xt, tt, labels)
-    return xt, predict_x0(xt, tt, eps, schedule)

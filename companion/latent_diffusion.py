@@ -13,7 +13,7 @@ Stable Diffusion is three trained parts:
    so that classifier-free guidance can be used.
 
 :func:`generate` chains them: prompt -> tokens -> DDIM in latent space with
-guidance (:func:`companion.diffusion.ddim_sample`) -> decoder -> image. Nothing in
+guidance (:func:`companion.samplers.ddim_sample`) -> decoder -> image. Nothing in
 this module is a new model; it only connects the earlier ones.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from companion import diffusion
+from companion import diffusion, samplers
 from companion.clip import TextEncoder, WordTokenizer, digit_prompts
 from companion.denoisers import MLPDenoiser, MLPDenoiserConfig
 from companion.utils import check_shape
@@ -76,7 +76,7 @@ class TextConditionedDenoiser(nn.Module):
     def __init__(self, text_encoder: TextEncoder, latent_dim: int, hidden: int = 128, depth: int = 3) -> None:
         super().__init__()
         self.text = text_encoder.eval().requires_grad_(False)
-        self.net = MLPDenoiser(MLPDenoiserConfig(data_dim=latent_dim, hidden=hidden, depth=depth,
+        self.net = MLPDenoiser(MLPDenoiserConfig(data_dim=latent_dim, hidden=hidden, layers=depth,
                                                  context_dim=text_encoder.config.embed_dim))
 
     def train(self, mode: bool = True) -> TextConditionedDenoiser:
@@ -127,6 +127,6 @@ def generate(denoiser: TextConditionedDenoiser, latent: LatentSpace, schedule: d
     if per_prompt < 1 or not prompts:
         raise ValueError(f"need at least one prompt and per_prompt >= 1, got {len(prompts)} and {per_prompt}")
     tokens = tokenizer.encode(prompts).repeat_interleave(per_prompt, dim=0)
-    z = diffusion.ddim_sample(denoiser, (tokens.shape[0], latent.dim), schedule, steps, labels=tokens,
-                              guidance_scale=guidance_scale, generator=generator)
+    z = samplers.ddim_sample(denoiser, schedule, (tokens.shape[0], latent.dim), steps=steps, labels=tokens,
+                             guidance_scale=guidance_scale, generator=generator)
     return latent.decode(z)

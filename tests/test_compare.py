@@ -1,4 +1,7 @@
-"""Tests of companion.compare: the two likelihood bounds it adds, and the common interface."""
+"""Tests of companion.compare: the flow's dequantisation bound it adds, and the common interface.
+
+(The diffusion bound and its decoder moved to companion.diffusion_bound, tested in test_diffusion_bound.py.)
+"""
 from __future__ import annotations
 
 import math
@@ -6,43 +9,7 @@ import math
 import pytest
 import torch
 
-from companion import compare, diffusion, flows
-
-
-def test_bin_probabilities_of_the_discrete_decoder_sum_to_one(float64):
-    """The 17 bins of the diffusion decoder partition the real line, for any mean and width."""
-    levels = torch.arange(17, dtype=torch.float64)
-    x0 = levels / 16 * 2 - 1
-    for mean, std in [(0.0, 0.02), (-0.93, 0.1), (0.99, 0.5), (3.0, 0.05)]:
-        logp = compare._log_bin_probability(x0, torch.full_like(x0, mean), std, 17)
-        assert abs(logp.exp().sum().item() - 1.0) < 1e-9
-
-
-def test_bin_probability_matches_the_normal_cdf(float64):
-    normal = torch.distributions.Normal(0.1, 0.2)
-    x0 = torch.tensor([2 / 16 - 1 + 8 / 16 * 2])          # level 9 on [-1, 1] (-1 + 2 * 9 / 16)
-    half = 1 / 16
-    exact = (normal.cdf(x0 + half) - normal.cdf(x0 - half)).log()
-    got = compare._log_bin_probability(x0, torch.tensor([0.1]), 0.2, 17)
-    assert torch.allclose(got, exact, atol=1e-10)
-
-
-class ZeroNet(torch.nn.Module):
-    """Predicts no noise at all: a valid (poor) reverse process."""
-
-    def forward(self, x, t):
-        return torch.zeros_like(x)
-
-
-def test_stratified_diffusion_bound_is_unbiased_for_the_full_sum():
-    schedule = diffusion.NoiseSchedule(torch.linspace(0.01, 0.3, 8))
-    levels = torch.randint(0, 17, (1, 1, 8, 8), generator=torch.Generator().manual_seed(0)).expand(400, 1, 8, 8)
-    g = torch.Generator().manual_seed(1)
-    full = compare.diffusion_nll_bound(ZeroNet(), levels, schedule, generator=g).double()
-    strat = compare.diffusion_nll_bound(ZeroNet(), levels, schedule, timesteps=2, generator=g).double()
-    assert full.min() > 0
-    se = (full.var() / 400 + strat.var() / 400).sqrt()
-    assert abs(full.mean() - strat.mean()) < 4 * se
+from companion import compare, flows
 
 
 def test_dequantized_bound_is_above_the_exact_nll_and_tightens_with_k(float64):
@@ -92,8 +59,5 @@ def test_bad_input_raises(tmp_path):
         compare.load_checkpoint("vae", 7, directory=tmp_path)
     with pytest.raises(ValueError):
         compare.generate("vae", compare.build("vae"), 0)
-    with pytest.raises(ValueError):
-        compare.diffusion_nll_bound(ZeroNet(), torch.zeros(2, 1, 8, 8, dtype=torch.long),
-                                    diffusion.NoiseSchedule(torch.linspace(0.01, 0.3, 10)), timesteps=3)
     with pytest.raises(ValueError):
         compare.dequantized_nll(compare.build("flow"), torch.zeros(2, 1, 8, 8, dtype=torch.long), k=0)

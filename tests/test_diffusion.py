@@ -1,69 +1,22 @@
-import math
-import time
+"""Tests of companion.diffusion: the forward process, the loss, and the model behind the protocol."""
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from companion.denoisers import TinyUNet, UNetConfig
-from companion.diffusion import (NoiseSchedule, ddim_sample, ddim_step, ddim_timesteps, ddpm_loss, ddpm_sample,
-                                 guided_eps, inpaint, predict_x0, q_posterior, q_sample, x0_estimate)
+from companion import diffusion
+from companion.denoisers import MLPDenoiserConfig, UNetConfig
+from companion.diffusion import Diffusion, DiffusionConfig, ddpm_loss, predict_x0, q_posterior, q_sample
+from companion.schedules import NoiseSchedule
 
-MU, STD = torch.tensor([1.0, -2.0]), 0.5
+_spec = importlib.util.spec_from_file_location("gaussian_oracle", Path(__file__).with_name("gaussian_oracle.py"))
+_oracle = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_oracle)
+GaussianOracle = _oracle.GaussianOracle                    # the exact denoiser of Gaussian data
 
-
-class GaussianOracle(torch.nn.Module):
-    r"""The exact noise predictor for data N(MU, STD^2 I): E[eps | x_t] in closed form.
-
-    x_t ~ N(sqrt(ab) MU, v I) with v = ab STD^2 + 1 - ab, and eps given x_t has mean
-    sqrt(1 - ab) (x_t - sqrt(ab) MU) / v. Labels shift the mean, so guidance can be tested.
-    """
-
-    def __init__(self, schedule):
-        super().__init__()
-        self.schedule = schedule
-
-    def forward(self, x, t, y=None):
-        ab = self.schedule.at(self.schedule.alpha_bars, t, x)
-        mu = MU.to(x) if y is None else MU.to(x) + (y.to(x) + 1)[:, None]
-        v = ab * STD**2 + 1 - ab
-        return (1 - ab).sqrt() * (x - ab.sqrt() * mu) / v
-
-
-@pytest.mark.parametrize("make", [NoiseSchedule.linear, NoiseSchedule.cosine])
-def test_alpha_bars_are_the_product_of_alphas(make, float64):
-    s = make(300)
-    assert torch.allclose(s.alphas, 1 - s.betas)
-    assert torch.allclose(s.alpha_bars, torch.tensor(np.cumprod(s.alphas.numpy())), rtol=1e-12)
-    assert torch.allclose(s.alpha_bars_prev[1:], s.alpha_bars[:-1]) and s.alpha_bars_prev[0] == 1
-    assert (s.alpha_bars.diff() < 0).all() and (s.snr().diff() < 0).all()
-
-
-def test_linear_schedule_matches_an_independent_computation_of_ho_et_al():
-    # Ho et al. 2020, Sec. 4: T = 1000, beta linear from 1e-4 to 0.02. Computed here in
-    # numpy through log1p, a different path from the module's cumprod. (diffusers'
-    # DDPMScheduler(beta_schedule="linear").alphas_cumprod would be a third; it is not a
-    # dependency of the course.)
-    s = NoiseSchedule.linear(1000)
-    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
-    alpha_bars = np.exp(np.cumsum(np.log1p(-betas)))
-    np.testing.assert_allclose(s.betas.numpy(), betas, rtol=1e-12)
-    np.testing.assert_allclose(s.alpha_bars.numpy(), alpha_bars, rtol=1e-10)
-    # the well-known end point: sqrt(alpha_bar_T) ~ 0.0064, almost no signal left
-    assert s.alpha_bars[-1].sqrt().item() == pytest.approx(0.00635, abs=5e-5)
-    # rescaled to T = 200 steps (Nichol & Dhariwal 2021): betas times 1000 / T
-    np.testing.assert_allclose(NoiseSchedule.linear(200).betas.numpy(), np.linspace(5e-4, 0.1, 200), rtol=1e-12)
-
-
-def test_cosine_schedule_follows_its_closed_form():
-    T, s_ = 1000, 0.008
-    s = NoiseSchedule.cosine(T)
-    t = np.arange(1, T + 1)
-    f = np.cos((t / T + s_) / (1 + s_) * np.pi / 2) ** 2 / np.cos(s_ / (1 + s_) * np.pi / 2) ** 2
-    # equal wherever beta was not clipped (only the very last steps are)
-    unclipped = s.betas.numpy() < 0.999
-    assert unclipped[: T - 5].all()
-    np.testing.assert_allclose(s.alpha_bars.numpy()[unclipped], f[unclipped], rtol=1e-9)
+CHECKPOINT = Path(diffusion.__file__).parent / "checkpoints" / "diffusion_seed0.pt"
 
 
 def test_q_sample_has_the_closed_form_marginal_of_the_simulated_chain(g, float64):
@@ -105,73 +58,21 @@ def test_predict_x0_inverts_q_sample(g, float64):
     assert torch.allclose(predict_x0(q_sample(x0, t, eps, s), t, eps, s), x0, atol=1e-8)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_samplers_with_the_exact_denoiser_recover_a_gaussian(sampler, g):
-    s = NoiseSchedule.linear(1000)
-    oracle = GaussianOracle(s)
-    if sampler == "ddpm":
-        x = ddpm_sample(oracle, (20_000, 2), s, generator=g)
-    else:
-        x = ddim_sample(oracle, (20_000, 2), s, steps=250, generator=g)
-    assert torch.allclose(x.mean(0), MU, atol=0.02), x.mean(0)
-    assert torch.allclose(x.std(0), torch.full((2,), STD), atol=0.015), x.std(0)
-
-
-def test_few_sampling_steps_shrink_the_spread_even_with_the_exact_denoiser(g):
-    # Each DDIM step uses the *expected* noise; with coarse steps the sample
-    # contracts towards conditional means (Cauchy-Schwarz on the step's coefficient).
-    s = NoiseSchedule.linear(100)
-    oracle = GaussianOracle(s)
-    noise = torch.randn(20_000, 2, generator=g)
-    spread = [ddim_sample(oracle, (20_000, 2), s, steps, noise=noise).std(0).mean().item() for steps in (5, 10, 25, 100)]
-    assert spread == sorted(spread) and spread[-1] < STD + 0.01 and spread[0] < 0.8 * STD
-
-
-def test_ddim_with_eta_zero_is_deterministic_given_the_noise(g):
-    s = NoiseSchedule.linear(100)
-    net = TinyUNet(UNetConfig(channels=8, num_classes=0))
-    noise = torch.randn(3, 1, 8, 8, generator=g)
-    a = ddim_sample(net, (3, 1, 8, 8), s, 5, noise=noise, generator=torch.Generator().manual_seed(1))
-    b = ddim_sample(net, (3, 1, 8, 8), s, 5, noise=noise, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(a, b)
-    c = ddim_sample(net, (3, 1, 8, 8), s, 5, eta=1.0, noise=noise, generator=torch.Generator().manual_seed(2))
-    assert not torch.allclose(a, c)
-
-
-def test_ddim_with_eta_one_and_every_step_is_the_ddpm_step(g, float64):
+def test_ddpm_loss_of_the_exact_denoiser_is_the_irreducible_noise_variance(g):
+    # Data N(m, S): E[eps | x_t] leaves Var(eps_i | x_t) = 1 - (1 - ab) (Sigma_t^-1)_ii, so the
+    # expected loss is its mean over the coordinates and over t uniform on all T steps.
     s = NoiseSchedule.linear(50)
-    x0, x, eps = torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)
-    t = 7
-    x = q_sample(x0, torch.full((4,), t), eps, s)
-    mean, var = q_posterior(x0, x, torch.full((4,), t), s)
-    z = torch.randn(4, 2, generator=torch.Generator().manual_seed(5))
-    step = ddim_step(x, eps, t, t - 1, s, eta=1.0, generator=torch.Generator().manual_seed(5))
-    assert torch.allclose(step, mean + var.sqrt() * z, atol=1e-10)
+    mean, cov = torch.tensor([0.5, -1.0]), torch.tensor([[0.3, 0.1], [0.1, 0.2]])
+    oracle = GaussianOracle(s, mean, cov)
+    x0 = torch.distributions.MultivariateNormal(mean, cov).sample((40_000,))
+    loss = ddpm_loss(oracle, x0, s, generator=g)
+    inverse = torch.linalg.inv(oracle.covariance_at(torch.arange(s.T)))
+    per_t = 1 - (1 - s.alpha_bars) * inverse.diagonal(dim1=1, dim2=2).mean(1)
+    assert loss.shape == (40_000,)
+    assert abs(loss.mean().item() - per_t.mean().item()) < 4 * loss.std().item() / 200
 
 
-def test_samplers_keep_shapes_and_return_trajectories(g):
-    s = NoiseSchedule.linear(30)
-    net = TinyUNet(UNetConfig(channels=8))
-    y = torch.arange(4)
-    assert ddpm_sample(net, (4, 1, 8, 8), s, labels=y, guidance_scale=2.0, generator=g).shape == (4, 1, 8, 8)
-    path = ddim_sample(net, (4, 1, 8, 8), s, 3, labels=y, generator=g, return_trajectory=True)
-    assert path.shape == (4, 4, 1, 8, 8)
-    assert ddpm_sample(net, (2, 1, 8, 8), s, generator=g, return_trajectory=True).shape == (31, 2, 1, 8, 8)
-    assert ddim_timesteps(200, 10)[0] == 199 and ddim_timesteps(200, 10)[-1] == 0
-    assert ddim_timesteps(30, 30) == list(range(29, -1, -1))
-
-
-def test_guidance_interpolates_and_extrapolates_the_two_predictions(g):
-    s = NoiseSchedule.linear(30)
-    oracle = GaussianOracle(s)
-    x, t, y = torch.randn(5, 2, generator=g), torch.full((5,), 4), torch.arange(5)
-    uncond, cond = oracle(x, t, torch.full_like(y, -1)), oracle(x, t, y)
-    assert torch.allclose(guided_eps(oracle, x, t, y, 0.0), uncond)
-    assert torch.allclose(guided_eps(oracle, x, t, y, 1.0), cond)
-    assert torch.allclose(guided_eps(oracle, x, t, y, 3.0), uncond + 3 * (cond - uncond), atol=1e-6)
-
-
-def test_ddpm_loss_is_the_noise_regression_with_label_dropout(g):
+def test_ddpm_loss_drops_labels_with_probability_p_uncond(g):
     s = NoiseSchedule.linear(30)
     seen = {}
 
@@ -180,8 +81,7 @@ def test_ddpm_loss_is_the_noise_regression_with_label_dropout(g):
         return torch.zeros_like(x)
 
     x0 = torch.randn(4000, 2, generator=g)
-    loss = ddpm_loss(zero_model, x0, s, generator=g)
-    assert loss.shape == (4000,) and loss.mean().item() == pytest.approx(1.0, abs=0.05)  # E|eps|^2 / d
+    assert ddpm_loss(zero_model, x0, s, generator=g).mean().item() == pytest.approx(1.0, abs=0.05)  # E|eps|^2 / d
     labels = torch.zeros(4000, dtype=torch.int64)
     ddpm_loss(zero_model, x0, s, labels=labels, p_uncond=0.25, generator=g)
     assert (seen["y"] == -1).float().mean().item() == pytest.approx(0.25, abs=0.03)
@@ -189,69 +89,103 @@ def test_ddpm_loss_is_the_noise_regression_with_label_dropout(g):
     assert (seen["y"] == 0).all()
 
 
-def test_inpaint_keeps_the_known_pixels(g):
-    s = NoiseSchedule.linear(30)
-    net = TinyUNet(UNetConfig(channels=8, num_classes=0))
-    x = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
-    mask = torch.zeros(1, 1, 8, 8)
-    mask[..., :4, :] = 1
-    out = inpaint(net, x, mask, s, 5, generator=g)
-    assert torch.equal(out[..., :4, :], x[..., :4, :]) and not torch.allclose(out[..., 4:, :], x[..., 4:, :])
+def test_ddpm_loss_draws_only_from_its_generator_and_casts_float64(g):
+    s, model = NoiseSchedule.linear(30), Diffusion(DiffusionConfig(MLPDenoiserConfig(hidden=8, layers=1), T=30))
+    x = torch.randn(5, 2, generator=g)
+    torch.manual_seed(0)
+    a = ddpm_loss(model.net, x, s, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(1)                                    # the global RNG plays no part
+    b = ddpm_loss(model.net, x.double(), s, generator=torch.Generator().manual_seed(1))
+    assert b.dtype == torch.float32 and torch.equal(a, b)
 
 
-def test_x0_estimate_is_exact_for_the_true_noise_and_fast_enough_for_a_widget(g):
-    s = NoiseSchedule.linear(100)
-    x0, noise = torch.randn(1, 2, generator=g), torch.randn(1, 2, generator=g)
-    xt, x0_hat = x0_estimate(lambda x, t: noise, x0, 50, noise, s)
-    assert torch.allclose(x0_hat, x0, atol=1e-5)
-    net = TinyUNet(UNetConfig())
-    img = torch.rand(1, 1, 8, 8, generator=g)
-    start = time.perf_counter()
-    x0_estimate(net, img, 60, torch.randn(1, 1, 8, 8, generator=g), s, labels=torch.tensor([3]))
-    assert time.perf_counter() - start < 0.1
+@pytest.mark.parametrize("config, form", [
+    (DiffusionConfig(UNetConfig(channels=8, num_classes=0), T=30, levels=17), "levels"),
+    (DiffusionConfig(UNetConfig(channels=8, num_classes=0), T=30), "intensities"),
+    (DiffusionConfig(MLPDenoiserConfig(data_dim=3, hidden=16, layers=1), T=30, schedule="cosine"), "points"),
+])
+def test_the_protocol_speaks_in_the_form_of_the_data(config, form):
+    model = Diffusion(config).train()
+    x = diffusion.sample(model, 4, generator=torch.Generator().manual_seed(0), steps=5)
+    again = diffusion.sample(model, 4, generator=torch.Generator().manual_seed(0), steps=5)
+    assert torch.equal(x, again) and model.training                 # same seed, same samples; mode restored
+    if form == "levels":
+        assert x.shape == (4, 1, 8, 8) and x.dtype == torch.int64 and x.min() >= 0 and x.max() <= 16
+    elif form == "intensities":
+        assert x.shape == (4, 1, 8, 8) and x.is_floating_point() and x.min() >= 0 and x.max() <= 1
+    else:
+        assert x.shape == (4, 3) and x.isfinite().all()
+    assert diffusion.sample(model, 2, generator=torch.Generator().manual_seed(0)).shape[0] == 2  # DDPM
+    loss = diffusion.loss(model, x, generator=torch.Generator().manual_seed(1))
+    assert loss.shape == (4,) and loss.isfinite().all()
+    if form == "levels":
+        nll = diffusion.nll(model, x, generator=torch.Generator().manual_seed(2), timesteps=3)
+        assert nll.shape == (4,) and (nll > 0).all()
+    else:
+        with pytest.raises(ValueError, match="integer grey levels"):
+            diffusion.nll(model, x)
 
 
-def test_bad_input_raises_clear_errors():
+def test_the_loss_of_a_model_of_levels_is_ddpm_loss_on_the_unit_scale(g):
+    model = Diffusion(DiffusionConfig(UNetConfig(channels=8, num_classes=0), T=30, levels=17))
+    levels = torch.randint(0, 17, (6, 1, 8, 8), generator=g)
+    unit = levels / 16 * 2 - 1                                      # level 0 -> -1, level 16 -> 1
+    got = diffusion.loss(model, levels, generator=torch.Generator().manual_seed(3))
+    expected = ddpm_loss(model.net, unit, model.schedule, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(got, expected)
+
+
+def test_the_model_loads_the_shipped_checkpoint_with_the_keys_of_the_comparison():
+    model = Diffusion(DiffusionConfig(levels=17))
+    state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)
+    assert all(k.startswith("net.") for k in model.state_dict())
+    model.load_state_dict({k: v.float() for k, v in state.items()})      # strict: the same keys and shapes
+
+
+def test_bad_input_raises_clear_errors(g):
     s = NoiseSchedule.linear(10, 1e-3, 0.2)
     x = torch.zeros(3, 2)
-    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
-        q_sample(x, torch.tensor([0, 5, 10]), torch.zeros(3, 2), s)
+    unet = Diffusion(DiffusionConfig(UNetConfig(channels=8, num_classes=0), T=30))
     with pytest.raises(ValueError, match=r"in \[0, 10\)"):
         q_posterior(x, x, torch.tensor([-1, 0, 0]), s)
-    with pytest.raises(ValueError, match="int64"):
-        q_sample(x, torch.tensor([0.0, 1.0, 2.0]), torch.zeros(3, 2), s)
     with pytest.raises(ValueError, match="shape"):
         q_sample(x, torch.tensor([0, 1]), torch.zeros(3, 2), s)
     with pytest.raises(ValueError, match="noise of shape"):
         q_sample(x, torch.tensor([0, 1, 2]), torch.zeros(3, 3), s)
-    with pytest.raises(ValueError, match=r"\(0, 1\)"):
-        NoiseSchedule(torch.tensor([0.1, 1.5]))
-    with pytest.raises(ValueError, match="T must be"):
-        NoiseSchedule.linear(1)
-    with pytest.raises(ValueError, match="T > 20"):
-        NoiseSchedule.linear(10)
-    with pytest.raises(ValueError, match="steps must be"):
-        ddim_sample(lambda x, t: x, (2, 2), s, steps=11)
-    with pytest.raises(ValueError, match="noise of shape"):
-        ddpm_sample(lambda x, t: x, (2, 2), s, noise=torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="labels"):
-        ddim_sample(lambda x, t, y=None: x, (2, 2), s, 2, labels=torch.zeros(3, dtype=torch.int64))
-    with pytest.raises(ValueError, match="t_prev"):
-        ddim_step(x, x, 3, 5, s)
+    # integer x0 once cast the noise and alpha-bar to integers and trained on garbage
+    with pytest.raises(ValueError, match="integer grey levels would turn the noise"):
+        ddpm_loss(unet.net, torch.zeros(2, 1, 8, 8, dtype=torch.long), unet.schedule)
+    with pytest.raises(ValueError, match="torch.Tensor"):
+        ddpm_loss(unet.net, np.zeros((2, 1, 8, 8), dtype=np.float32), unet.schedule)
+    with pytest.raises(ValueError, match="at least one example"):
+        ddpm_loss(unet.net, torch.zeros(0, 1, 8, 8), unet.schedule)
+    with pytest.raises(ValueError, match="NaN"):
+        ddpm_loss(unet.net, torch.full((2, 1, 8, 8), float("nan")), unet.schedule)
     with pytest.raises(ValueError, match="p_uncond"):
         ddpm_loss(lambda x, t, y=None: x, x, s, labels=torch.zeros(3, dtype=torch.int64), p_uncond=1.5)
-    with pytest.raises(ValueError, match="broadcast"):
-        inpaint(lambda x, t: x, torch.zeros(2, 1, 8, 8), torch.ones(3, 1, 8, 8), s, 2)
-    assert math.isfinite(s.snr()[-1].item())
-
-
-def test_inpaint_with_resampling_keeps_the_known_pixels_and_rejects_bad_resample(g):
-    s = NoiseSchedule.linear(30)
-    net = TinyUNet(UNetConfig(channels=8, num_classes=0))
-    x = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
-    mask = torch.zeros(1, 1, 8, 8)
-    mask[..., :, :4] = 1
-    out = inpaint(net, x, mask, s, 4, resample=3, generator=g)
-    assert torch.equal(out[..., :4], x[..., :4]) and out.isfinite().all()
-    with pytest.raises(ValueError, match="resample"):
-        inpaint(net, x, mask, s, 4, resample=0)
+    with pytest.raises(ValueError, match="labels must be integer"):
+        ddpm_loss(unet.net, torch.zeros(2, 1, 8, 8), unet.schedule, labels=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"labels of shape \(b, ...\) with b=2"):
+        ddpm_loss(unet.net, torch.zeros(2, 1, 8, 8), unet.schedule, labels=torch.tensor([1, 2, 3]))
+    # the protocol: data in the wrong form, configs that would not make a model
+    levels_model = Diffusion(DiffusionConfig(UNetConfig(channels=8, num_classes=0), T=30, levels=17))
+    with pytest.raises(ValueError, match="integer grey levels 0..16"):
+        diffusion.loss(levels_model, torch.rand(2, 1, 8, 8, generator=g))
+    with pytest.raises(ValueError, match="grey levels 0..16, got values in"):
+        diffusion.loss(levels_model, torch.full((2, 1, 8, 8), 17))
+    with pytest.raises(ValueError, match="divide them by 16"):
+        diffusion.loss(unet, torch.randint(0, 17, (2, 1, 8, 8), generator=g))
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        diffusion.sample(unet, 0)
+    with pytest.raises(ValueError, match="expected a diffusion.Diffusion"):
+        diffusion.sample(unet.net, 2)
+    with pytest.raises(ValueError, match="unconditional"):
+        DiffusionConfig(UNetConfig(num_classes=10))
+    with pytest.raises(ValueError, match="schedule must be"):
+        DiffusionConfig(schedule="quadratic")
+    with pytest.raises(ValueError, match="levels must be None or an int >= 2 with a UNetConfig"):
+        DiffusionConfig(MLPDenoiserConfig(), levels=17)
+    with pytest.raises(ValueError, match="T > 20"):
+        DiffusionConfig(T=10)
+    with pytest.raises(ValueError, match="UNetConfig or an MLPDenoiserConfig"):
+        DiffusionConfig(denoiser=dict(channels=8))

@@ -3,8 +3,10 @@ import torch
 
 from companion.clip import NUMBER_WORDS, TRAIN_TEMPLATES, CLIPConfig, TextEncoder, WordTokenizer, digit_prompts
 from companion.data import digits
-from companion.diffusion import NoiseSchedule, ddpm_loss, guided_eps
+from companion.diffusion import ddpm_loss
 from companion.latent_diffusion import LatentSpace, TextConditionedDenoiser, caption_sampler, generate
+from companion.samplers import guided_eps
+from companion.schedules import NoiseSchedule
 from companion.vae import VAE, VAEConfig, decode_latent
 
 
