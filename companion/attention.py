@@ -234,25 +234,24 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0
 def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
     r"""The fixed position code of Vaswani et al. (2017) for positions ``0 .. n-1``, ``(n, dim)``.
 
-    .. math:: P_{t, i} = \sin\big(t / 10000^{2i/\text{dim}}\big), \qquad
-              P_{t, \text{dim}/2 + i} = \cos\big(t / 10000^{2i/\text{dim}}\big),
-              \quad i = 0, \dots, \text{dim}/2 - 1
+    .. math:: P_{t, 2i} = \sin\big(t / 10000^{2i/\text{dim}}\big), \qquad
+              P_{t, 2i+1} = \cos\big(t / 10000^{2i/\text{dim}}\big)
 
     It is :func:`sinusoidal_embedding` of the positions (computed in float64,
-    returned in the default dtype). The paper interleaves the columns
-    (:math:`P_{t, 2i} = \sin`, :math:`P_{t, 2i+1} = \cos`); this layout,
-    all sines then all cosines, is a permutation of the same columns with the
-    same frequencies, so a model cannot tell them apart. Columns :math:`i` and
-    :math:`\text{dim}/2 + i` are a clock turning at its own frequency, so
-    :math:`P_{t+s}` is a rotation of :math:`P_t` that depends on ``s`` only.
+    returned in the default dtype) with its columns interleaved as in the paper:
+    the embedding's layout, all sines then all cosines, and this one are a
+    permutation of the same columns with the same frequencies. Each pair of
+    columns is a clock turning at its own frequency, so :math:`P_{t+s}` is a
+    rotation of :math:`P_t` that depends on ``s`` only.
 
     Example:
         >>> p = sinusoidal_positions(4, 6)
         >>> tuple(p.shape), p[0].tolist()
-        ((4, 6), [0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+        ((4, 6), [0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     """
     checks.positive_int("n", n)
-    pos = sinusoidal_embedding(torch.arange(n, dtype=torch.float64), dim)
+    pos = sinusoidal_embedding(torch.arange(n, dtype=torch.float64), dim)   # (n, [sin..., cos...])
+    pos = rearrange(pos, "n (two half) -> n (half two)", two=2)             # (n, [sin, cos, sin, cos...])
     return pos.to(torch.get_default_dtype())
 
 

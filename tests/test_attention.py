@@ -130,7 +130,7 @@ def test_causal_output_ignores_the_future(g, float64):
     assert not torch.allclose(out_x[:, 4:], out_y[:, 4:])
 
 
-def test_sinusoidal_positions_are_the_papers_code_with_its_columns_permuted():
+def test_sinusoidal_positions_are_the_papers_code_and_the_embeddings_columns():
     """Vaswani et al.'s P[t, 2i] = sin(t / 10000^(2i/d)), P[t, 2i+1] = cos(...), written with NumPy."""
     n, dim = 50, 16
     t = np.arange(n)[:, None]
@@ -138,22 +138,23 @@ def test_sinusoidal_positions_are_the_papers_code_with_its_columns_permuted():
     paper = np.zeros((n, dim))
     paper[:, 0::2], paper[:, 1::2] = np.sin(angle), np.cos(angle)
     p = sinusoidal_positions(n, dim).double()
-    interleave = [c for i in range(dim // 2) for c in (i, dim // 2 + i)]    # [sin..., cos...] -> paper
-    torch.testing.assert_close(p[:, interleave], torch.from_numpy(paper), atol=1e-7, rtol=0)
-    # one implementation: the timestep embedding of the positions
-    torch.testing.assert_close(p, sinusoidal_embedding(torch.arange(n, dtype=torch.float64), dim).float().double())
+    torch.testing.assert_close(p, torch.from_numpy(paper), atol=1e-7, rtol=0)
+    # one implementation: the timestep embedding of the positions, its [sin..., cos...] columns interleaved
+    interleave = [c for i in range(dim // 2) for c in (i, dim // 2 + i)]
+    embedding = sinusoidal_embedding(torch.arange(n, dtype=torch.float64), dim)
+    torch.testing.assert_close(p, embedding[:, interleave].float().double())
 
 
 def test_sinusoidal_positions_shift_is_a_rotation():
-    """P[t + s] = R(s) P[t] clock by clock (columns i and dim/2 + i), with R(s) independent of t."""
+    """P[t + s] = R(s) P[t] pair by pair, with R(s) independent of t."""
     p = sinusoidal_positions(50, 16).double()
-    s, half = 7, 8
+    s = 7
     for t in (0, 10, 30):
-        for i in range(half):
-            sin_t, cos_t = p[t, i], p[t, half + i]
-            sin_s, cos_s = p[s, i], p[s, half + i]
-            assert torch.allclose(p[t + s, i], sin_t * cos_s + cos_t * sin_s, atol=1e-6)
-            assert torch.allclose(p[t + s, half + i], cos_t * cos_s - sin_t * sin_s, atol=1e-6)
+        for i in range(8):
+            sin_t, cos_t = p[t, 2 * i], p[t, 2 * i + 1]
+            sin_s, cos_s = p[s, 2 * i], p[s, 2 * i + 1]
+            assert torch.allclose(p[t + s, 2 * i], sin_t * cos_s + cos_t * sin_s, atol=1e-6)
+            assert torch.allclose(p[t + s, 2 * i + 1], cos_t * cos_s - sin_t * sin_s, atol=1e-6)
     assert torch.allclose(p.pow(2).sum(1), torch.full((50,), 8.0, dtype=torch.float64))
 
 
