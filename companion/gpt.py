@@ -94,7 +94,7 @@ class Block(nn.Module):
         ``mask``: bool, broadcastable to ``(b, heads, n, n)``, or None.
         A float64 ``h`` is cast to the block's dtype.
         """
-        h = checks.floats("h", h, "b n dim", model=self, dim=self.ln1.normalized_shape[0])
+        h = checks.floats("h", h, "b n dim", model=self, dim=self.attn.dim)
         a, weights = self.attn(self.ln1(h), mask)
         h = h + a                            # h <- h + MHA(LN(h))
         h = h + self.mlp(self.ln2(h))        # h <- h + MLP(LN(h))
