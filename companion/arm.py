@@ -20,8 +20,13 @@ Only the first 17 output logits are used: the start token is never a pixel.
 
 * :class:`PixelARM` returns logits ``(b, 64, 17)``;
 * :func:`log_prob` is the exact :math:`\log p_\theta(x)` in nats, ``(b,)``;
-  train with ``loss_fn = lambda x: -log_prob(model, x)``;
-* :func:`sample` draws images one pixel at a time (64 network calls).
+* the family's protocol (see :mod:`companion`): :func:`loss` (the training loss,
+  :math:`-\log p_\theta(x)`), :func:`nll` (the same number, in evaluation mode
+  and without gradients) and :func:`sample`, which draws images one pixel at a
+  time (64 network calls) with :func:`companion.gpt.sample_next`.
+
+Images are integer grey levels ``(b, 1, 8, 8)`` (``digits(as_levels=True)``);
+``(b, 64)`` is accepted too.
 """
 from __future__ import annotations
 
@@ -30,9 +35,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from companion.gpt import GPT, GPTConfig
+from companion import checks, rng
+from companion.gpt import GPT, GPTConfig, sample_next
+from companion.utils import mode
 
-__all__ = ["PixelARMConfig", "PixelARM", "log_prob", "sample"]
+__all__ = ["PixelARMConfig", "PixelARM", "log_prob", "loss", "nll", "sample"]
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,10 @@ class PixelARMConfig:
     dim: int = 64
 
     def __post_init__(self) -> None:
-        if not isinstance(self.levels, int) or self.levels < 2:
+        if checks.positive_int("levels", self.levels) < 2:
             raise ValueError(f"levels must be an int >= 2, got {self.levels!r}")
-        if not isinstance(self.pixels, int) or self.pixels < 1:
-            raise ValueError(f"pixels must be a positive int, got {self.pixels!r}")
+        checks.positive_int("pixels", self.pixels)
+        self.gpt()                                   # checks layers, heads and dim
 
     def gpt(self) -> GPTConfig:
         """The :class:`~companion.gpt.GPTConfig`: ``levels + 1`` tokens (the last is BOS), ``pixels`` positions."""
@@ -57,20 +64,13 @@ class PixelARMConfig:
                          heads=self.heads, dim=self.dim)
 
 
-def _levels(x: torch.Tensor, config: PixelARMConfig) -> torch.Tensor:
+def _levels(x: object, config: PixelARMConfig) -> torch.Tensor:
     """Images ``(b, 1, h, w)`` or ``(b, pixels)`` of integer levels -> ``(b, pixels)`` int64."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() < 2 or x.shape[0] == 0 or x[0].numel() != config.pixels:
+    x = checks.tensor("x", x)
+    if x.dim() < 2 or x[0].numel() != config.pixels:
         raise ValueError(f"expected x of shape (b, {config.pixels}) or (b, 1, h, w) with "
-                         f"h*w={config.pixels}, b >= 1, got {tuple(x.shape)}")
-    if x.is_floating_point() or x.is_complex():
-        raise ValueError(f"x must hold integer grey levels 0..{config.levels - 1} "
-                         f"(digits(as_levels=True)), got {x.dtype}")
-    x = x.reshape(x.shape[0], config.pixels).long()
-    if x.min() < 0 or x.max() >= config.levels:
-        raise ValueError(f"grey levels must lie in [0, {config.levels}), got [{x.min().item()}, {x.max().item()}]")
-    return x
+                         f"h*w={config.pixels}, got {tuple(x.shape)}")
+    return checks.levels("x", x.reshape(x.shape[0], config.pixels), levels=config.levels)
 
 
 class PixelARM(nn.Module):
@@ -91,14 +91,10 @@ class PixelARM(nn.Module):
         self.gpt = GPT(config.gpt())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _levels(x, self.config)
+        x = checks.same_device("x", _levels(x, self.config), self)
         start = torch.full((x.shape[0], 1), self.bos, dtype=torch.int64, device=x.device)
         inputs = torch.cat([start, x[:, :-1]], dim=1)             # [BOS, x_1 .. x_63]
         return self.gpt(inputs)[..., :self.config.levels]        # (b, 64, levels)
-
-    def num_params(self) -> int:
-        """Number of trainable parameters."""
-        return self.gpt.num_params()
 
 
 def log_prob(model: PixelARM, x: torch.Tensor) -> torch.Tensor:
@@ -112,20 +108,48 @@ def log_prob(model: PixelARM, x: torch.Tensor) -> torch.Tensor:
         >>> torch.allclose(lp, torch.full((2,), -64 * torch.log(torch.tensor(17.0))))
         True
     """
-    levels = _levels(x, model.config)
+    levels = checks.same_device("x", _levels(x, model.config), model)
     logp = model(levels).log_softmax(dim=-1)                         # (b, 64, levels)
     return logp.gather(-1, levels[..., None]).squeeze(-1).sum(dim=1)
 
 
+def loss(model: PixelARM, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The training loss, :math:`-\log p_\theta(x)` in nats, ``(b,)``: maximum likelihood, exactly.
+
+    ``generator`` is accepted for the protocol and unused: the loss draws nothing.
+
+    Example:
+        >>> arm = PixelARM(PixelARMConfig(layers=1, heads=2, dim=16))
+        >>> loss(arm, torch.zeros(3, 1, 8, 8, dtype=torch.long)).shape
+        torch.Size([3])
+    """
+    rng.check_generator(generator)
+    return -log_prob(model, x)
+
+
 @torch.no_grad()
-def sample(model: PixelARM, n: int, *, temperature: float = 1.0,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""Draw ``n`` images ``(n, 1, h, w)`` of integer levels, pixel by pixel.
+def nll(model: PixelARM, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The exact negative log-likelihood :math:`-\log p_\theta(x)` in nats, ``(b,)``, in evaluation mode.
+
+    No bound and no estimate: the chain rule is a normalised distribution.
+    ``generator`` is accepted for the protocol and unused.
+    """
+    rng.check_generator(generator)
+    with mode(model, training=False):
+        return -log_prob(model, x)
+
+
+@torch.no_grad()
+def sample(model: PixelARM, n: int, *, generator: torch.Generator | None = None,
+           temperature: float = 1.0) -> torch.Tensor:
+    r"""Draw ``n`` images ``(n, 1, h, w)`` of integer levels (int64, on the model's device), pixel by pixel.
 
     Step :math:`i` runs the network on the pixels drawn so far and draws
-    :math:`x_i \sim \mathrm{softmax}(\ell_i / T)`; ``temperature`` :math:`T = 1`
-    samples the model itself, :math:`T < 1` sharpens every conditional.
+    :math:`x_i \sim \mathrm{softmax}(\ell_i / T)` with :func:`companion.gpt.sample_next`;
+    ``temperature`` :math:`T = 1` samples the model itself, :math:`T < 1` sharpens
+    every conditional, :math:`T = 0` takes the most likely level each time.
     The pixels cannot be drawn in parallel: that is the price of the exact likelihood.
+    The model runs in evaluation mode and is left in the mode it was in.
 
     Example:
         >>> arm = PixelARM(PixelARMConfig(layers=1, heads=2, dim=16))
@@ -133,20 +157,13 @@ def sample(model: PixelARM, n: int, *, temperature: float = 1.0,
         >>> tuple(x.shape), x.dtype, int(x.max()) < 17
         ((2, 1, 8, 8), torch.int64, True)
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    checks.positive_int("n", n)
     c = model.config
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    idx = torch.full((n, 1), model.bos, dtype=torch.int64, device=device)
-    for _ in range(c.pixels):
-        logits = model.gpt(idx)[:, -1, :c.levels] / temperature          # (n, levels)
-        probs = torch.softmax(logits, dim=-1)
-        idx = torch.cat([idx, torch.multinomial(probs, 1, generator=generator)], dim=1)
-    model.train(was_training)
+    idx = torch.full((n, 1), model.bos, dtype=torch.int64, device=checks.model_device(model))
+    with mode(model, training=False):
+        for _ in range(c.pixels):
+            logits = model.gpt(idx)[:, -1, :c.levels]                    # (n, levels): never BOS
+            idx = torch.cat([idx, sample_next(logits, temperature=temperature, generator=generator)], dim=1)
     side = int(round(c.pixels ** 0.5))
     shape = (n, 1, side, side) if side * side == c.pixels else (n, c.pixels)
     return idx[:, 1:].reshape(shape)

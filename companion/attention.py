@@ -25,17 +25,20 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from companion.utils import check_shape
+from companion import checks
 
-__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask",
+__all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask", "head_dim",
            "MultiHeadAttention", "sinusoidal_embedding", "sinusoidal_positions", "patchify"]
 
 
-def _check_mask(mask: torch.Tensor, target: tuple[int, ...]) -> None:
-    """``mask`` must be boolean and broadcast to ``target = (b, heads, n, m)``."""
+def _check_mask(mask: torch.Tensor, target: tuple[int, ...], device: torch.device) -> None:
+    """``mask`` must be boolean, on ``device`` and broadcast to ``target = (b, heads, n, m)``."""
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise ValueError(f"mask must be a bool tensor (True = may attend), got {got}")
+    if mask.device != device:
+        raise ValueError(f"mask is on {mask.device} but q is on {device}: make it there, "
+                         f"e.g. causal_mask(n, device=q.device)")
     shape = tuple(mask.shape)
     fits = zip(reversed(shape), reversed(target))
     if len(shape) > 4 or not all(s in (1, t) for s, t in fits):
@@ -71,15 +74,17 @@ def scaled_dot_product_attention(
         >>> tuple(out.shape), tuple(w.shape), w[0, 0, 0].tolist()
         ((2, 4, 5, 8), (2, 4, 5, 5), [1.0, 0.0, 0.0, 0.0, 0.0])
     """
-    check_shape("q", q, "b heads n dk")
+    checks.tensor("q", q, "b heads n dk")
     b, h, n, dk = q.shape
-    check_shape("k", k, "b heads m dk", b=b, heads=h, dk=dk)
+    checks.tensor("k", k, "b heads m dk", b=b, heads=h, dk=dk)
     m = k.shape[2]
-    check_shape("v", v, "b heads m dv", b=b, heads=h, m=m)
+    checks.tensor("v", v, "b heads m dv", b=b, heads=h, m=m)
+    if not q.is_floating_point() or not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k and v must be float tensors of one dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
     # s_ij = q_i . k_j / sqrt(dk)
     scores = torch.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(dk)
     if mask is not None:
-        _check_mask(mask, (b, h, n, m))
+        _check_mask(mask, (b, h, n, m), q.device)
         # + M: minus infinity where query i may not attend to key j
         scores = scores.masked_fill(~mask, float("-inf"))
     # A: softmax over the keys, each row sums to 1
@@ -108,10 +113,9 @@ def causal_mask(n: int, window: int | None = None, *,
         >>> causal_mask(3, window=2).int()[2]
         tensor([0, 1, 1], dtype=torch.int32)
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if window is not None and (not isinstance(window, int) or window < 1):
-        raise ValueError(f"window must be a positive int or None, got {window!r}")
+    checks.positive_int("n", n)
+    if window is not None:
+        checks.positive_int("window", window)
     i = torch.arange(n, device=device)[:, None]
     j = torch.arange(n, device=device)[None, :]
     mask = j <= i
@@ -130,11 +134,32 @@ def padding_mask(lengths: torch.Tensor, m: int) -> torch.Tensor:
         tensor([[1, 1, 0, 0],
                 [1, 1, 1, 0]], dtype=torch.int32)
     """
-    check_shape("lengths", lengths, "b")
-    if lengths.dtype.is_floating_point or lengths.min() < 1 or lengths.max() > m:
+    lengths = checks.tensor("lengths", lengths, "b")
+    if lengths.is_floating_point() or lengths.dtype == torch.bool or lengths.min() < 1 or lengths.max() > m:
         raise ValueError(f"lengths must be integers in [1, {m}], got {lengths.tolist()}")
     mask = torch.arange(m, device=lengths.device)[None, :] < lengths[:, None]
     return rearrange(mask, "b m -> b 1 1 m")
+
+
+def head_dim(dim: int, heads: int, *, name: str = "dim") -> int:
+    """The width ``dk = dim / heads`` of each of ``heads`` heads; a clear error unless it is a whole number.
+
+    ``name`` is what the caller calls ``dim`` (e.g. ``"text_dim"``), for the message.
+
+    Example:
+        >>> head_dim(128, 4)
+        32
+        >>> head_dim(10, 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: dim must be divisible by heads (each head gets dim / heads dimensions), got dim=10, heads=4
+    """
+    checks.positive_int(name, dim)
+    checks.positive_int("heads", heads)
+    if dim % heads:
+        raise ValueError(f"{name} must be divisible by heads (each head gets {name} / heads dimensions), "
+                         f"got {name}={dim}, heads={heads}")
+    return dim // heads
 
 
 class MultiHeadAttention(nn.Module):
@@ -157,9 +182,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, *, bias: bool = True) -> None:
         super().__init__()
-        if heads < 1 or dim % heads:
-            raise ValueError("dim must be a positive multiple of heads, "
-                             f"got dim={dim}, heads={heads}")
+        head_dim(dim, heads)
         self.dim, self.heads = dim, heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.proj = nn.Linear(dim, dim, bias=bias)
@@ -169,8 +192,9 @@ class MultiHeadAttention(nn.Module):
         """``x (b, n, dim)`` -> ``out (b, n, dim)``, ``weights (b, heads, n, n)``.
 
         ``mask``: bool, broadcastable to ``(b, heads, n, n)``, True = may attend.
+        A float64 ``x`` is cast to the layer's dtype.
         """
-        check_shape("x", x, "b n dim", dim=self.dim)
+        x = checks.floats("x", x, "b n dim", model=self, dim=self.dim)
         q, k, v = rearrange(self.qkv(x),
                             "b n (three heads dk) -> three b heads n dk",
                             three=3, heads=self.heads)
@@ -180,53 +204,54 @@ class MultiHeadAttention(nn.Module):
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    r"""Embed timesteps ``t: (b,)`` as ``(b, dim)`` sines and cosines of geometric frequencies.
+    r"""Embed timesteps or positions ``t: (b,)`` as ``(b, dim)`` sines and cosines of geometric frequencies.
 
     .. math:: e(t) = \big[\sin(\omega_0 t), \dots, \sin(\omega_{k-1} t),
               \cos(\omega_0 t), \dots, \cos(\omega_{k-1} t)\big],
               \quad \omega_i = \text{max\_period}^{-i/k},\ k = \text{dim}/2
 
     Nearby timesteps get similar vectors, and every frequency from one cycle
-    per step down to one cycle per ~60 000 steps is present.
+    per :math:`2\pi` steps down to one cycle per :math:`2\pi \cdot \text{max\_period}`
+    steps is present. Computed in ``t``'s dtype if it is a float, in float32 for
+    integer ``t``; on ``t``'s device.
 
     Example:
         >>> e = sinusoidal_embedding(torch.tensor([0, 10, 999]), 16)
         >>> e.shape, bool(e[0, :8].abs().max() == 0)  # sin(0) = 0
         (torch.Size([3, 16]), True)
     """
-    check_shape("t", t, "b")
-    if dim < 2 or dim % 2:
-        raise ValueError(f"dim must be an even number >= 2, got {dim}")
+    t = checks.tensor("t", t, "b")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 2 or dim % 2:
+        raise ValueError(f"dim must be an even int >= 2, got {dim!r}")
+    checks.positive("max_period", max_period)
+    dtype = t.dtype if t.is_floating_point() else torch.float32
     half = dim // 2
-    freqs = max_period ** (-torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    angles = t.float()[:, None] * freqs[None, :]          # (b, half)
+    freqs = max_period ** (-torch.arange(half, dtype=dtype, device=t.device) / half)
+    angles = t.to(dtype)[:, None] * freqs[None, :]          # (b, half): omega_i t
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
-    r"""The fixed position code of Vaswani et al. (2017), ``(n, dim)``.
+    r"""The fixed position code of Vaswani et al. (2017) for positions ``0 .. n-1``, ``(n, dim)``.
 
     .. math:: P_{t, 2i} = \sin\big(t / 10000^{2i/\text{dim}}\big), \qquad
               P_{t, 2i+1} = \cos\big(t / 10000^{2i/\text{dim}}\big)
 
-    Each pair of columns is a clock turning at its own frequency, so
-    :math:`P_{t+s}` is a rotation of :math:`P_t` that depends on ``s`` only.
+    It is :func:`sinusoidal_embedding` of the positions (computed in float64,
+    returned in the default dtype) with its columns interleaved as in the paper:
+    the embedding's layout, all sines then all cosines, and this one are a
+    permutation of the same columns with the same frequencies. Each pair of
+    columns is a clock turning at its own frequency, so :math:`P_{t+s}` is a
+    rotation of :math:`P_t` that depends on ``s`` only.
 
     Example:
         >>> p = sinusoidal_positions(4, 6)
         >>> tuple(p.shape), p[0].tolist()
         ((4, 6), [0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(dim, int) or dim < 2 or dim % 2:
-        raise ValueError(f"dim must be a positive even int, got {dim!r}")
-    t = torch.arange(n, dtype=torch.float64)[:, None]
-    # 1 / 10000^(2i / dim) for i = 0 .. dim/2 - 1
-    freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    angles = t * freq
-    pos = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (n, dim/2, 2)
-    pos = rearrange(pos, "n half two -> n (half two)")
+    checks.positive_int("n", n)
+    pos = sinusoidal_embedding(torch.arange(n, dtype=torch.float64), dim)   # (n, [sin..., cos...])
+    pos = rearrange(pos, "n (two half) -> n (half two)", two=2)             # (n, [sin, cos, sin, cos...])
     return pos.to(torch.get_default_dtype())
 
 
@@ -241,7 +266,7 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
         >>> patchify(torch.zeros(5, 1, 8, 8), 2).shape
         torch.Size([5, 16, 4])
     """
-    check_shape("images", images, "b c h w")
+    images = checks.tensor("images", images, "b c h w")
     h, w = images.shape[2:]
     if not isinstance(patch, int) or patch < 1 or h % patch or w % patch:
         raise ValueError("patch must be a positive int dividing the image "

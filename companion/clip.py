@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from companion.attention import sinusoidal_positions
-from companion.gpt import Block, GPTConfig
-from companion.utils import check_shape
+from companion import checks
+from companion.attention import head_dim, sinusoidal_positions
+from companion.gpt import Block, token_ids
+from companion.utils import mode
 
 __all__ = ["NUMBER_WORDS", "TRAIN_TEMPLATES", "HELD_OUT_TEMPLATES", "digit_prompts", "WordTokenizer",
            "CLIPConfig", "TextEncoder", "ImageEncoder", "CLIP", "contrastive_loss", "zero_shot_logits"]
@@ -45,7 +46,7 @@ def digit_prompts(label: int, templates: tuple[str, ...] = TRAIN_TEMPLATES) -> l
         >>> digit_prompts(7, ("the digit {}",))
         ['the digit seven', 'the digit 7']
     """
-    if not 0 <= label <= 9:
+    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label <= 9:
         raise ValueError(f"label must be a digit 0..9, got {label!r}")
     return [t.format(w) for t in templates for w in (NUMBER_WORDS[label], str(label))]
 
@@ -98,6 +99,13 @@ class CLIPConfig:
     image_hidden: int = 128
     image_dim: int = 64     # pixels of an 8x8 image
 
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "text_layers", "image_hidden"):
+            checks.positive_int(name, getattr(self, name))
+        if self.image_dim != 64:
+            raise ValueError(f"image_dim must be 64, the pixels of an 8x8 image, got {self.image_dim!r}")
+        head_dim(self.text_dim, self.heads, name="text_dim")
+
 
 class TextEncoder(nn.Module):
     r"""Prompt tokens ``(b, n)`` (-1 padding) -> unit text embeddings :math:`g(s)`, ``(b, embed_dim)``.
@@ -116,19 +124,18 @@ class TextEncoder(nn.Module):
         self.config = c
         self.start = c.vocab_size                        # the start token's id
         self.token_emb = nn.Embedding(c.vocab_size + 1, c.text_dim)
-        block = GPTConfig(vocab_size=c.vocab_size + 1, layers=c.text_layers, heads=c.heads, dim=c.text_dim)
-        self.blocks = nn.ModuleList(Block(block) for _ in range(c.text_layers))
+        self.blocks = nn.ModuleList(Block(c.text_dim, c.heads) for _ in range(c.text_layers))
         self.ln = nn.LayerNorm(c.text_dim)
         self.proj = nn.Linear(c.text_dim, c.embed_dim, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        check_shape("tokens", tokens, "b n")
-        if tokens.is_floating_point() or (tokens < -1).any() or (tokens >= self.config.vocab_size).any():
-            raise ValueError(f"tokens must be integer ids in [0, {self.config.vocab_size}) or -1 (padding)")
+        tokens = token_ids("tokens", tokens, self.config.vocab_size, padding=True)
+        checks.same_device("tokens", tokens, self)
         b, n = tokens.shape
         ids = torch.cat([torch.full((b, 1), self.start, device=tokens.device), tokens.clamp(min=0)], dim=1)
         real = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=tokens.device), tokens >= 0], dim=1)
-        h = self.token_emb(ids) + sinusoidal_positions(n + 1, self.config.text_dim).to(tokens.device)
+        positions = sinusoidal_positions(n + 1, self.config.text_dim)       # (n + 1, text_dim), on the CPU
+        h = self.token_emb(ids) + positions.to(device=tokens.device, dtype=self.token_emb.weight.dtype)
         mask = real[:, None, None, :]                      # (b, 1, 1, n + 1): keys that are words
         for block in self.blocks:
             h, _ = block(h, mask)
@@ -146,7 +153,7 @@ class ImageEncoder(nn.Module):
                                  nn.Linear(c.image_hidden, c.embed_dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_shape("images", images, "b 1 8 8")
+        images = checks.intensities("images", images, "b 1 8 8", model=self)
         return nn.functional.normalize(self.net(images), dim=-1)
 
 
@@ -177,8 +184,10 @@ def contrastive_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     evenly over every :math:`j` with the same label (``labels: (b,)``); with all
     labels distinct this is exactly CLIP's loss.
     """
-    check_shape("logits", logits, "b b")
-    check_shape("labels", labels, "b", b=logits.shape[0])
+    logits = checks.floats("logits", logits, "b b")
+    labels = checks.tensor("labels", labels, "b", b=logits.shape[0])
+    if labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"expected labels to hold integer class ids, got {labels.dtype}")
     same = (labels[:, None] == labels[None, :]).to(logits.dtype)
     target = same / same.sum(dim=1, keepdim=True)            # rows sum to 1; symmetric
     image_to_text = -(target * logits.log_softmax(dim=1)).sum(dim=1)
@@ -189,6 +198,13 @@ def contrastive_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 @torch.no_grad()
 def zero_shot_logits(model: CLIP, images: torch.Tensor, tokenizer: WordTokenizer,
                      template: str = "the digit {}") -> torch.Tensor:
-    """Score ``images (b, 1, 8, 8)`` against one caption per digit: ``(b, 10)``; argmax classifies."""
-    tokens = tokenizer.encode([template.format(w) for w in NUMBER_WORDS])
-    return model.logits(images, tokens)
+    """Score ``images (b, 1, 8, 8)`` against one caption per digit: ``(b, 10)``; argmax classifies.
+
+    The captions are encoded on the model's device; the model runs in evaluation
+    mode and is left in the mode it was in.
+    """
+    if not isinstance(template, str) or "{}" not in template:
+        raise ValueError(f"template must be a string with one '{{}}' for the number word, got {template!r}")
+    tokens = tokenizer.encode([template.format(w) for w in NUMBER_WORDS]).to(checks.model_device(model))
+    with mode(model, training=False):
+        return model.logits(images, tokens)

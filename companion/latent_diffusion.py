@@ -18,16 +18,19 @@ this module is a new model; it only connects the earlier ones.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from companion import diffusion, samplers
+from companion import checks, diffusion, rng, samplers
 from companion.clip import TextEncoder, WordTokenizer, digit_prompts
 from companion.denoisers import MLPDenoiser, MLPDenoiserConfig
+from companion.gpt import token_ids
 from companion.utils import check_shape
 from companion.vae import VAE, decode_latent
 
-__all__ = ["LatentSpace", "TextConditionedDenoiser", "caption_sampler", "generate"]
+__all__ = ["LatentSpace", "TextDenoiserConfig", "TextConditionedDenoiser", "caption_sampler", "generate"]
 
 
 class LatentSpace(nn.Module):
@@ -63,6 +66,19 @@ class LatentSpace(nn.Module):
         return decode_latent(self.vae, z * self.scale)
 
 
+@dataclass(frozen=True)
+class TextDenoiserConfig:
+    """Sizes of a :class:`TextConditionedDenoiser`: the latent's width, the MLP's width and its residual blocks."""
+
+    latent_dim: int
+    hidden: int = 128
+    layers: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "hidden", "layers"):
+            checks.positive_int(name, getattr(self, name))
+
+
 class TextConditionedDenoiser(nn.Module):
     r""":math:`\epsilon_\theta(z_t, t, g(s))`: a frozen text encoder feeding a residual MLP denoiser.
 
@@ -71,13 +87,24 @@ class TextConditionedDenoiser(nn.Module):
     prompt's embedding is added to the timestep embedding in every block, the
     "pooled text embedding" conditioning of Imagen; Stable Diffusion
     cross-attends to every token's output instead, which matters for long prompts.
+
+    Example:
+        >>> from companion.clip import CLIPConfig
+        >>> denoiser = TextConditionedDenoiser(TextDenoiserConfig(latent_dim=4, hidden=16, layers=1),
+        ...                                    TextEncoder(CLIPConfig(vocab_size=5)))
+        >>> denoiser(torch.zeros(2, 4), torch.tensor([0, 9]), torch.tensor([[1, 2], [3, -1]])).shape
+        torch.Size([2, 4])
     """
 
-    def __init__(self, text_encoder: TextEncoder, latent_dim: int, hidden: int = 128, depth: int = 3) -> None:
+    def __init__(self, config: TextDenoiserConfig, text_encoder: TextEncoder) -> None:
         super().__init__()
+        if not isinstance(config, TextDenoiserConfig) or not isinstance(text_encoder, TextEncoder):
+            raise ValueError("expected TextConditionedDenoiser(TextDenoiserConfig(...), text_encoder), got "
+                             f"({type(config).__name__}, {type(text_encoder).__name__})")
+        self.config = config
         self.text = text_encoder.eval().requires_grad_(False)
-        self.net = MLPDenoiser(MLPDenoiserConfig(data_dim=latent_dim, hidden=hidden, layers=depth,
-                                                 context_dim=text_encoder.config.embed_dim))
+        self.net = MLPDenoiser(MLPDenoiserConfig(data_dim=config.latent_dim, hidden=config.hidden,
+                                                 layers=config.layers, context_dim=text_encoder.config.embed_dim))
 
     def train(self, mode: bool = True) -> TextConditionedDenoiser:
         super().train(mode)
@@ -85,7 +112,8 @@ class TextConditionedDenoiser(nn.Module):
         return self
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        check_shape("tokens", tokens, "b n", b=z.shape[0])
+        z = checks.floats("z", z, "b k", model=self, k=self.config.latent_dim)
+        checks.tensor("tokens", tokens, "b n", b=z.shape[0])
         prompts, which = torch.unique(tokens, dim=0, return_inverse=True)   # encode each prompt once
         with torch.no_grad():
             context = self.text(prompts)[which]                              # (b, embed_dim)
@@ -108,9 +136,9 @@ def caption_sampler(tokenizer: WordTokenizer, templates: tuple[str, ...], *,
     table = torch.stack([nn.functional.pad(t, (0, n - t.shape[1]), value=-1) for t in table])  # (10, m, n)
 
     def caption(labels: torch.Tensor) -> torch.Tensor:
-        check_shape("labels", labels, "b")
-        pick = torch.randint(0, table.shape[1], labels.shape, generator=generator)
-        return table[labels, pick]
+        labels = checks.labels("labels", labels, 10)
+        pick = rng.randint(0, table.shape[1], labels.shape, generator=generator, device=labels.device)
+        return table.to(labels.device)[labels, pick]
 
     return caption
 
@@ -124,9 +152,10 @@ def generate(denoiser: TextConditionedDenoiser, latent: LatentSpace, schedule: d
     Prompts are repeated in place (``[p0, p0, ..., p1, p1, ...]``). The empty
     prompt ``""`` with any ``guidance_scale`` is the unconditional model.
     """
-    if per_prompt < 1 or not prompts:
-        raise ValueError(f"need at least one prompt and per_prompt >= 1, got {len(prompts)} and {per_prompt}")
-    tokens = tokenizer.encode(prompts).repeat_interleave(per_prompt, dim=0)
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError(f"need a non-empty list of prompts, got {prompts!r}")
+    checks.positive_int("per_prompt", per_prompt)
+    tokens = tokenizer.encode(prompts).to(checks.model_device(denoiser)).repeat_interleave(per_prompt, dim=0)
     z = samplers.ddim_sample(denoiser, schedule, (tokens.shape[0], latent.dim), steps=steps, labels=tokens,
                              guidance_scale=guidance_scale, generator=generator)
     return latent.decode(z)

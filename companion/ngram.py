@@ -48,6 +48,8 @@ from array import array
 import numpy as np
 import torch
 
+from companion import rng
+
 __all__ = ["NGramModel"]
 
 
@@ -221,12 +223,12 @@ class NGramModel:
             prompt = self._check_ids("prompt", prompt, k)
             context = prompt[len(prompt) - k:].tolist()
         else:
-            rank = int(torch.multinomial(self._context_counts, 1, generator=generator))
+            rank = int(rng.multinomial(self._context_counts[None], 1, generator=generator))
             context = self._spell(rank, k)
         out = []
         for _ in range(n):
             p = self._conditional_from_rank(self._rank_of(context))
-            x = int(torch.multinomial(p, 1, generator=generator))
+            x = int(rng.multinomial(p[None], 1, generator=generator))
             out.append(x)
             context = (context + [x])[1:] if k > 0 else []
         return torch.tensor(out, dtype=torch.int64)

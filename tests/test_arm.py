@@ -3,17 +3,21 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from companion import arm
 from companion.arm import PixelARM, PixelARMConfig, log_prob, sample
 from companion.train import train
+from companion.utils import fresh_init, num_parameters
+
+CHECKPOINTS = Path(arm.__file__).parent / "checkpoints"
 
 
 def tiny(levels: int = 17, pixels: int = 64, seed: int = 0) -> PixelARM:
-    torch.manual_seed(seed)
-    return PixelARM(PixelARMConfig(levels=levels, pixels=pixels, layers=1, heads=2, dim=16))
+    return fresh_init(lambda: PixelARM(PixelARMConfig(levels=levels, pixels=pixels, layers=1, heads=2, dim=16)), seed)
 
 
 def test_probabilities_sum_to_one_over_every_image(float64):
@@ -57,33 +61,69 @@ def test_untrained_model_is_near_uniform_and_training_lowers_the_nll():
     with torch.no_grad():
         before = -log_prob(model, x[:100]).mean().item()
     assert before < 64 * math.log(17) + 40             # a random GPT is not far from uniform
-    train(lambda b: -log_prob(model, b), model.parameters(), x[:100], steps=25, lr=1e-2, batch_size=32,
+    train(lambda b: arm.loss(model, b), model.parameters(), x[:100], steps=25, lr=1e-2, batch_size=32,
           progress=False)
     with torch.no_grad():
         after = -log_prob(model, x[:100]).mean().item()
     assert after < before - 40
 
 
-def test_sample_is_reproducible_and_temperature_zero_limit_is_greedy():
-    model = tiny()
+def test_sample_is_reproducible_and_temperature_zero_is_greedy():
+    model = tiny().train()
     a = sample(model, 2, generator=torch.Generator().manual_seed(5))
     b = sample(model, 2, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(a, b) and a.shape == (2, 1, 8, 8)
+    assert torch.equal(a, b) and a.shape == (2, 1, 8, 8) and a.dtype == torch.int64
+    assert model.training                             # the sampler restored the mode
+    greedy = sample(model, 2, temperature=0)
     cold = sample(model, 2, temperature=1e-4, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(cold[0], cold[1])              # (almost) argmax: the same image twice
+    assert torch.equal(greedy[0], greedy[1]) and torch.equal(cold, greedy)    # T -> 0: the argmax image
+    with torch.no_grad():                             # each greedy pixel is the argmax of its conditional
+        assert torch.equal(model(greedy).argmax(-1), greedy.reshape(2, 64))
 
 
-@pytest.mark.parametrize("bad", [torch.rand(2, 64), torch.full((2, 64), 17), torch.full((2, 64), -1),
-                                 torch.zeros(2, 63, dtype=torch.long), torch.zeros(0, 64, dtype=torch.long)])
-def test_bad_input_raises(bad):
-    with pytest.raises(ValueError):
-        log_prob(tiny(), bad)
+def test_the_protocol_loss_and_nll_are_minus_the_exact_log_likelihood():
+    model = tiny().train()
+    x = sample(model, 3, generator=torch.Generator().manual_seed(1))      # nll(model, sample(model, n)) works
+    expected = -log_prob(model, x)
+    torch.testing.assert_close(arm.loss(model, x), expected)
+    nll = arm.nll(model, x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(nll, expected.detach())
+    assert nll.shape == (3,) and not nll.requires_grad and model.training
+
+
+def test_the_shipped_checkpoints_load_into_the_model():
+    """compare.py's arm_seed*.pt: the parameter names of PixelARM / GPT / Block are unchanged."""
+    model = PixelARM(PixelARMConfig(layers=3, heads=4, dim=96))
+    state = torch.load(CHECKPOINTS / "arm_seed0.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() for k, v in state.items()})          # strict: every key matches
+    assert num_parameters(model) == 343_584                                # arm_seed0.json's count
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.rand(2, 64), r"integer grey levels 0..16 \(digits\(as_levels=True\)\), got torch.float32"),
+    (torch.zeros(2, 64, dtype=torch.float64), "integer grey levels 0..16.*got torch.float64"),
+    (torch.full((2, 64), 17), r"grey levels 0..16, got values in \[17, 17\]"),
+    (torch.full((2, 64), -1), r"grey levels 0..16, got values in \[-1, -1\]"),
+    (torch.zeros(2, 63, dtype=torch.long), r"expected x of shape \(b, 64\)"),
+    (torch.zeros(0, 64, dtype=torch.long), "at least one example"),
+    (torch.zeros(2, 64, dtype=torch.long).numpy(), r"torch.Tensor, got ndarray \(convert it"),
+])
+def test_bad_input_raises(bad, message):
+    for fn in (log_prob, arm.loss, arm.nll):
+        with pytest.raises(ValueError, match=message):
+            fn(tiny(), bad)
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be a positive int"):
         sample(tiny(), 0)
-    with pytest.raises(ValueError):
-        sample(tiny(), 2, temperature=0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+        sample(tiny(), 2, temperature=-1.0)
+    with pytest.raises(ValueError, match="generator must be a CPU torch.Generator|generator must be a torch"):
+        sample(tiny(), 2, generator="seed")
+    with pytest.raises(ValueError, match="levels must be an int >= 2"):
         PixelARMConfig(levels=1)
+    with pytest.raises(ValueError, match="dim must be a positive int"):
+        PixelARMConfig(dim=0)
+    with pytest.raises(ValueError, match="divisible by heads"):
+        PixelARMConfig(dim=30, heads=4)

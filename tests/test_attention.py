@@ -1,12 +1,15 @@
 """Tests for companion.attention: the hand-written attention is PyTorch's, masks mean what they say."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from companion.attention import (MultiHeadAttention, causal_mask, padding_mask, patchify,
-                                 scaled_dot_product_attention, sinusoidal_positions)
+from companion.attention import (MultiHeadAttention, causal_mask, head_dim, padding_mask, patchify,
+                                 scaled_dot_product_attention, sinusoidal_embedding, sinusoidal_positions)
 
 
 def _qkv(g, b=2, h=3, n=5, m=7, dk=8, dv=4):
@@ -57,13 +60,37 @@ def test_fully_masked_query_gets_zero_output_like_torch(g):
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-10, rtol=0)
 
 
-def test_scaling_keeps_score_variance_near_one(g):
-    """With unit-variance q, k entries, q.k has variance dk; dividing by sqrt(dk) makes it 1."""
-    dk = 256
-    q = torch.randn(1, 1, 2000, dk, generator=g, dtype=torch.float64)
-    k = torch.randn(1, 1, 2000, dk, generator=g, dtype=torch.float64)
-    scores = (q * k).sum(-1) / dk ** 0.5
-    assert abs(scores.var().item() - 1) < 0.1
+def test_one_query_equals_the_formula_written_with_python_floats():
+    """Attention(Q, K, V) computed entry by entry with math.exp, no tensor code shared with the package."""
+    q = [[0.3, -1.2, 0.5], [1.0, 0.0, -0.7]]
+    k = [[0.1, 0.4, -0.3], [-1.1, 0.2, 0.9], [0.6, -0.5, 0.2], [0.0, 1.3, -0.4]]
+    v = [[1.0, 2.0], [-0.5, 0.3], [0.7, -1.4], [2.2, 0.1]]
+    allowed = [[True, False, True, True], [True, True, True, False]]
+    expected = []
+    for qi, row in zip(q, allowed):
+        scores = [sum(a * b for a, b in zip(qi, kj)) / math.sqrt(3) for kj in k]
+        e = [math.exp(s) if ok else 0.0 for s, ok in zip(scores, row)]
+        w = [x / sum(e) for x in e]
+        expected.append([sum(wj * vj[c] for wj, vj in zip(w, v)) for c in range(2)])
+    as_4d = lambda rows: torch.tensor(rows, dtype=torch.float64)[None, None]
+    out, _ = scaled_dot_product_attention(as_4d(q), as_4d(k), as_4d(v), torch.tensor(allowed))
+    torch.testing.assert_close(out[0, 0], torch.tensor(expected, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dk", [4, 64, 512])
+def test_scaling_gives_unit_score_variance_for_every_head_dim(g, dk):
+    """With unit-variance q, k the scaled scores s_j have variance 1 whatever dk (att-variance).
+
+    Read back from the package's weights: log A_j - log A_0 = s_j - s_0, whose variance is
+    Var(s_j) + Var(s_0) = 2 (scores of independent keys are uncorrelated); without the
+    scaling it would be 2 dk. Every one of the 3000 sequences has its own query and keys.
+    """
+    q = torch.randn(3000, 1, 1, dk, generator=g, dtype=torch.float64)
+    k = torch.randn(3000, 1, 4, dk, generator=g, dtype=torch.float64)
+    _, weights = scaled_dot_product_attention(q, k, torch.zeros(3000, 1, 4, 1, dtype=torch.float64))
+    log_w = weights.log()[:, 0, 0]                                # (3000, 4)
+    contrasts = log_w[:, 1:] - log_w[:, :1]
+    assert abs(contrasts.var().item() - 2.0) < 0.2
 
 
 def test_causal_mask_with_window():
@@ -103,6 +130,21 @@ def test_causal_output_ignores_the_future(g, float64):
     assert not torch.allclose(out_x[:, 4:], out_y[:, 4:])
 
 
+def test_sinusoidal_positions_are_the_papers_code_and_the_embeddings_columns():
+    """Vaswani et al.'s P[t, 2i] = sin(t / 10000^(2i/d)), P[t, 2i+1] = cos(...), written with NumPy."""
+    n, dim = 50, 16
+    t = np.arange(n)[:, None]
+    angle = t / 10000.0 ** (2 * np.arange(dim // 2)[None, :] / dim)      # (n, dim/2)
+    paper = np.zeros((n, dim))
+    paper[:, 0::2], paper[:, 1::2] = np.sin(angle), np.cos(angle)
+    p = sinusoidal_positions(n, dim).double()
+    torch.testing.assert_close(p, torch.from_numpy(paper), atol=1e-7, rtol=0)
+    # one implementation: the timestep embedding of the positions, its [sin..., cos...] columns interleaved
+    interleave = [c for i in range(dim // 2) for c in (i, dim // 2 + i)]
+    embedding = sinusoidal_embedding(torch.arange(n, dtype=torch.float64), dim)
+    torch.testing.assert_close(p, embedding[:, interleave].float().double())
+
+
 def test_sinusoidal_positions_shift_is_a_rotation():
     """P[t + s] = R(s) P[t] pair by pair, with R(s) independent of t."""
     p = sinusoidal_positions(50, 16).double()
@@ -137,15 +179,42 @@ def test_bad_input_raises_clear_errors(g):
         scaled_dot_product_attention(q, k, v, torch.ones(5, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="bool tensor"):
         scaled_dot_product_attention(q, k, v, torch.ones(5, 7))
-    with pytest.raises(ValueError, match="multiple of heads"):
+    with pytest.raises(ValueError, match="one dtype"):
+        scaled_dot_product_attention(q, k.float(), v)
+    with pytest.raises(ValueError, match="float tensors"):
+        scaled_dot_product_attention(*(torch.ones(1, 1, 2, 2, dtype=torch.long),) * 3)
+    with pytest.raises(ValueError, match="at least one example"):
+        scaled_dot_product_attention(q[:0], k[:0], v[:0])
+    with pytest.raises(ValueError, match=r"torch.Tensor, got ndarray \(convert it"):
+        scaled_dot_product_attention(q.numpy(), k, v)
+    with pytest.raises(ValueError, match="divisible by heads"):
         MultiHeadAttention(10, 3)
+    with pytest.raises(ValueError, match="heads must be a positive int"):
+        head_dim(8, 0)
     with pytest.raises(ValueError, match="expected x of shape"):
         MultiHeadAttention(8, 2)(torch.zeros(2, 3, 6))
+    with pytest.raises(ValueError, match="at least one example"):
+        MultiHeadAttention(8, 2)(torch.zeros(0, 3, 8))
+    with pytest.raises(ValueError, match="expected x to be a float tensor"):
+        MultiHeadAttention(8, 2)(torch.zeros(2, 3, 8, dtype=torch.long))
     with pytest.raises(ValueError, match="window"):
         causal_mask(4, window=0)
     with pytest.raises(ValueError, match="lengths"):
         padding_mask(torch.tensor([0, 2]), 3)
     with pytest.raises(ValueError, match="even"):
         sinusoidal_positions(4, 5)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        sinusoidal_positions(0, 4)
     with pytest.raises(ValueError, match="dividing the image size"):
         patchify(torch.zeros(1, 1, 8, 8), 3)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_attention_runs_where_its_inputs_are(g, device):
+    mha = MultiHeadAttention(8, 2).to(device)
+    x = torch.randn(2, 5, 8, generator=g).to(device)
+    out, weights = mha(x, causal_mask(5, device=device))
+    assert out.device.type == weights.device.type == device
+    if device != "cpu":
+        with pytest.raises(ValueError, match="mask is on cpu"):
+            mha(x, causal_mask(5))

@@ -8,6 +8,7 @@ from companion.clip import (CLIP, NUMBER_WORDS, TRAIN_TEMPLATES, CLIPConfig, Tex
 from companion.data import digits
 from companion.latent_diffusion import caption_sampler
 from companion.train import train
+from companion.utils import fresh_init
 
 
 @pytest.fixture
@@ -36,8 +37,7 @@ def test_tokenizer_pads_with_minus_one_and_maps_unknown_words_to_unk(tokenizer):
 
 
 def test_padding_does_not_change_the_text_embedding(tokenizer, g):
-    torch.manual_seed(0)
-    enc = TextEncoder(CLIPConfig(vocab_size=tokenizer.vocab_size))
+    enc = fresh_init(lambda: TextEncoder(CLIPConfig(vocab_size=tokenizer.vocab_size)), seed=0)
     short = tokenizer.encode(["seven"])                               # (1, 1)
     padded = torch.tensor([short[0].tolist() + [-1, -1, -1]])         # the same prompt, padded to 4
     e1, e2 = enc(short), enc(padded)
@@ -50,12 +50,40 @@ def test_padding_does_not_change_the_text_embedding(tokenizer, g):
 
 def test_text_encoder_rejects_bad_tokens(tokenizer):
     enc = TextEncoder(CLIPConfig(vocab_size=tokenizer.vocab_size))
-    with pytest.raises(ValueError, match="integer ids"):
-        enc(torch.tensor([[tokenizer.vocab_size]]))
-    with pytest.raises(ValueError, match="integer ids"):
+    v = tokenizer.vocab_size
+    with pytest.raises(ValueError, match=rf"token ids in \[-1, {v}\) \(-1 = padding\), got values in \[{v}, {v}\]"):
+        enc(torch.tensor([[v]]))
+    with pytest.raises(ValueError, match=r"token ids in \[-1, \d+\).*got values in \[-2, 1\]"):
+        enc(torch.tensor([[1, -2]]))
+    with pytest.raises(ValueError, match="integer token ids, got torch.float32"):
         enc(torch.tensor([[0.5]]))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"expected tokens of shape \(b, n\)"):
         enc(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="at least one example"):
+        enc(torch.zeros(0, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"torch.Tensor, got ndarray \(convert it"):
+        enc(tokenizer.encode(["seven"]).numpy())
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ({"text_dim": 30, "heads": 4}, "text_dim must be divisible by heads"),
+    ({"embed_dim": 0}, "embed_dim must be a positive int"), ({"text_layers": 0}, "text_layers must be a positive int"),
+    ({"vocab_size": 0}, "vocab_size must be a positive int"), ({"image_hidden": -1}, "image_hidden must be a positive"),
+    ({"image_dim": 32}, "image_dim must be 64"),
+])
+def test_the_config_checks_itself(sizes, message):
+    with pytest.raises(ValueError, match=message):
+        CLIPConfig(**{"vocab_size": 5, **sizes})
+
+
+def test_image_encoder_takes_intensities_and_casts_float64(tokenizer, g):
+    clip = CLIP(CLIPConfig(vocab_size=tokenizer.vocab_size))
+    x = torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(clip.image(x), clip.image(x.float()))
+    with pytest.raises(ValueError, match="float intensities in \\[0, 1\\].*got torch.int64"):
+        clip.image(torch.full((3, 1, 8, 8), 16))
+    with pytest.raises(ValueError, match="intensities in \\[0, 1\\].*got values up to 16"):
+        clip.image(torch.full((3, 1, 8, 8), 16.0))
 
 
 def test_contrastive_loss_with_distinct_labels_is_clips_symmetric_cross_entropy(g):
@@ -90,12 +118,30 @@ def test_the_temperature_is_capped_at_100(tokenizer):
     assert clip.logits(images, tokens).abs().max() <= 100.0 + 1e-4
 
 
+def test_zero_shot_logits_restore_the_mode_and_run_on_every_device(tokenizer, g):
+    images = torch.rand(4, 1, 8, 8, generator=g)
+    clip = CLIP(CLIPConfig(vocab_size=tokenizer.vocab_size)).train()
+    ref = zero_shot_logits(clip, images, tokenizer)
+    assert ref.shape == (4, 10) and clip.training
+    if torch.cuda.is_available():
+        on_gpu = zero_shot_logits(clip.cuda(), images.cuda(), tokenizer)       # the captions follow the model
+        torch.testing.assert_close(on_gpu.cpu(), ref, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="template must be a string with one"):
+        zero_shot_logits(clip, images, tokenizer, "a digit")
+
+
+def test_contrastive_loss_rejects_bad_labels():
+    with pytest.raises(ValueError, match="integer class ids"):
+        contrastive_loss(torch.zeros(3, 3), torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"expected labels of shape \(b\) with b=3"):
+        contrastive_loss(torch.zeros(3, 3), torch.tensor([0, 1]))
+
+
 def test_a_briefly_trained_clip_classifies_digits_zero_shot(tokenizer):
-    torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     x, y = digits("train")
     x_test, y_test = digits("test")
-    clip = CLIP(CLIPConfig(vocab_size=tokenizer.vocab_size))
+    clip = fresh_init(lambda: CLIP(CLIPConfig(vocab_size=tokenizer.vocab_size)), seed=0)
     caption = caption_sampler(tokenizer, TRAIN_TEMPLATES, generator=gen)
     train(lambda xb, yb: contrastive_loss(clip.logits(xb, caption(yb)), yb), clip.parameters(), (x, y),
           steps=150, lr=2e-3, batch_size=128, progress=False)

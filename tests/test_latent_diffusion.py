@@ -4,7 +4,8 @@ import torch
 from companion.clip import NUMBER_WORDS, TRAIN_TEMPLATES, CLIPConfig, TextEncoder, WordTokenizer, digit_prompts
 from companion.data import digits
 from companion.diffusion import ddpm_loss
-from companion.latent_diffusion import LatentSpace, TextConditionedDenoiser, caption_sampler, generate
+from companion.latent_diffusion import (LatentSpace, TextConditionedDenoiser, TextDenoiserConfig, caption_sampler,
+                                        generate)
 from companion.samplers import guided_eps
 from companion.schedules import NoiseSchedule
 from companion.vae import VAE, VAEConfig, decode_latent
@@ -20,8 +21,8 @@ def parts(tokenizer):
     torch.manual_seed(0)
     levels, _ = digits("train", as_levels=True)
     latent = LatentSpace(VAE(VAEConfig(latent_dim=4, hidden=32, likelihood="categorical")), levels[:200])
-    denoiser = TextConditionedDenoiser(TextEncoder(CLIPConfig(vocab_size=tokenizer.vocab_size)), latent_dim=4,
-                                       hidden=32, depth=2)
+    denoiser = TextConditionedDenoiser(TextDenoiserConfig(latent_dim=4, hidden=32, layers=2),
+                                       TextEncoder(CLIPConfig(vocab_size=tokenizer.vocab_size)))
     return latent, denoiser, levels[:200]
 
 
@@ -107,5 +108,32 @@ def test_generate_repeats_prompts_and_ignores_them_without_guidance(parts, token
     assert images.shape == (6, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     assert torch.allclose(run(["one"], 0.0), run(["seven"], 0.0))       # w = 0: the unconditional model
     assert not torch.allclose(run(["one"], 2.0), run(["seven"], 2.0))
-    with pytest.raises(ValueError, match="prompt"):
+    with pytest.raises(ValueError, match="non-empty list of prompts"):
         run([], 1.0)
+    with pytest.raises(ValueError, match="non-empty list of prompts"):
+        run("one", 1.0)
+    with pytest.raises(ValueError, match="per_prompt must be a positive int"):
+        generate(denoiser, latent, schedule, tokenizer, ["one"], per_prompt=0)
+
+
+def test_the_denoiser_config_checks_itself_and_bad_inputs_raise(parts, tokenizer):
+    _, denoiser, _ = parts
+    assert denoiser.net.config.depth == 2 and denoiser.net.config.hidden == 32
+    with pytest.raises(ValueError, match="layers must be a positive int"):
+        TextDenoiserConfig(latent_dim=4, layers=0)
+    with pytest.raises(ValueError, match="latent_dim must be a positive int"):
+        TextDenoiserConfig(latent_dim=0)
+    with pytest.raises(ValueError, match=r"expected TextConditionedDenoiser\(TextDenoiserConfig"):
+        TextConditionedDenoiser(denoiser.text, TextDenoiserConfig(latent_dim=4))
+    t, tokens = torch.tensor([1, 2]), tokenizer.encode(["one", "two"])
+    with pytest.raises(ValueError, match=r"expected z of shape \(b, k\) with k=4"):
+        denoiser(torch.zeros(2, 5), t, tokens)
+    with pytest.raises(ValueError, match=r"token ids in \[-1, \d+\) \(-1 = padding\)"):
+        denoiser(torch.zeros(2, 4), t, torch.full_like(tokens, -3))
+    out = denoiser(torch.zeros(2, 4, dtype=torch.float64), t, tokens)       # float64: cast
+    assert out.dtype == torch.float32
+    caption = caption_sampler(tokenizer, ("the digit {}",))
+    with pytest.raises(ValueError, match=r"expected labels in \[0, 10\)"):
+        caption(torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match="integer class ids"):
+        caption(torch.tensor([3.0]))
