@@ -1,8 +1,15 @@
-"""Shared fixtures: a seeded generator, and float64 for identity checks."""
+"""Shared fixtures: a seeded generator, and float64 for identity checks.
+
+The unit tests run on one thread, like the chapters: their models are tiny, and on a
+shared 2-core machine a second thread only adds contention (one CLIP test took 64 CPU
+seconds on two threads, 6 on one).
+"""
 from __future__ import annotations
 
 import pytest
 import torch
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture

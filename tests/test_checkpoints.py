@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from companion import compare
+from companion.utils import num_parameters
 from companion.data import digits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def test_every_family_and_seed_is_shipped_and_small():
 def test_shipped_weights_load_and_were_trained_with_the_current_recipe(family):
     model, meta = compare.load_checkpoint(family, 0)
     assert meta["recipe"] == compare.RECIPES[family]
-    assert meta["parameters"] == compare.num_parameters(model)
+    assert meta["parameters"] == num_parameters(model)
     assert meta["train_cpu_seconds"] > 0
     assert all(torch.isfinite(p).all() for p in model.parameters())
 

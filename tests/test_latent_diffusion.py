@@ -118,7 +118,7 @@ def test_generate_repeats_prompts_and_ignores_them_without_guidance(parts, token
 
 def test_the_denoiser_config_checks_itself_and_bad_inputs_raise(parts, tokenizer):
     _, denoiser, _ = parts
-    assert denoiser.net.config.depth == 2 and denoiser.net.config.hidden == 32
+    assert denoiser.net.config.layers == 2 and denoiser.net.config.hidden == 32
     with pytest.raises(ValueError, match="layers must be a positive int"):
         TextDenoiserConfig(latent_dim=4, layers=0)
     with pytest.raises(ValueError, match="latent_dim must be a positive int"):

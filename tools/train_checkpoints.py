@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from companion import compare  # noqa: E402
+from companion.utils import num_parameters  # noqa: E402
 
 
 def train_one(family: str, seed: int, *, steps: int | None, out: Path, progress: bool) -> dict:
@@ -50,7 +51,7 @@ def train_one(family: str, seed: int, *, steps: int | None, out: Path, progress:
         "train_cpu_seconds": round(cpu, 2), "train_wall_seconds": round(wall, 2),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "machine": platform.machine(), "final_loss": sum(tail) / len(tail),
-        "parameters": compare.num_parameters(model),
+        "parameters": num_parameters(model),
     }
     compare.save_checkpoint(family, seed, model, metadata, directory=out)
     return metadata
