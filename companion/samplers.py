@@ -166,6 +166,12 @@ def ddim_sample(model: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...
     ``start < T - 1`` begins part-way, with ``noise`` playing :math:`x_{\text{start}}`
     (denoising and editing, as in SDEdit by Meng et al. 2022).
     Returns ``x_0: shape``, or every state ``(steps + 1, *shape)``.
+
+    Example:
+        >>> from companion.denoisers import TinyUNet, UNetConfig
+        >>> net, s = TinyUNet(UNetConfig(channels=8)), NoiseSchedule.linear(100)
+        >>> ddim_sample(net, s, (3, 1, 8, 8), steps=10, labels=torch.tensor([0, 4, 7]), guidance_scale=2.0).shape
+        torch.Size([3, 1, 8, 8])
     """
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
@@ -199,6 +205,12 @@ def inpaint(model: nn.Module, schedule: NoiseSchedule, x_known: torch.Tensor, ma
     even with the exact denoiser, one pass under-uses the known part and
     resampling mostly corrects that (the tests measure both on a Gaussian).
     ``x_known: (b, ...)``, ``mask`` broadcastable to it; returns ``(b, ...)``.
+
+    Example:
+        >>> from companion.denoisers import MLPDenoiser
+        >>> x = inpaint(MLPDenoiser(), NoiseSchedule.linear(50), torch.ones(4, 2), torch.tensor([1.0, 0.0]), steps=5)
+        >>> x.shape, x[:, 0].tolist()                            # the known entry is kept
+        (torch.Size([4, 2]), [1.0, 1.0, 1.0, 1.0])
     """
     x_known = checks.floats("x_known", x_known, model=model if isinstance(model, nn.Module) else None)
     x_known = x_known.to(_placement(model)[1])
@@ -243,6 +255,13 @@ def x0_estimate(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, t: 
     :math:`\hat x_0` is the network's estimate of the mean of :math:`x_0` given
     :math:`x_t` (Tweedie's formula); one call, fast enough for a slider. The noise
     is ``noise`` if given (to show one fixed draw at every ``t``), else drawn from ``generator``.
+
+    Example:
+        >>> from companion.denoisers import TinyUNet, UNetConfig
+        >>> net, s = TinyUNet(UNetConfig(channels=8)), NoiseSchedule.linear(100)
+        >>> xt, x0_hat = x0_estimate(net, s, torch.zeros(1, 1, 8, 8), 40)
+        >>> xt.shape == x0_hat.shape == (1, 1, 8, 8)
+        True
     """
     x0 = checks.floats("x0", x0, model=model if isinstance(model, nn.Module) else None).to(_placement(model)[1])
     if not isinstance(t, int) or not 0 <= t < schedule.T:

@@ -37,7 +37,10 @@ class ZeroNet(torch.nn.Module):
 
 
 class KnowsTheImage(torch.nn.Module):
-    """The exact denoiser of data that are always one image ``x_star`` on [-1, 1]: eps = (x_t - sqrt(ab) x*) / sqrt(1 - ab)."""
+    """The exact denoiser of data that are always one image ``x_star`` on [-1, 1].
+
+    eps = (x_t - sqrt(ab) x*) / sqrt(1 - ab): the noise is known once the image is.
+    """
 
     def __init__(self, schedule, x_star):
         super().__init__()
