@@ -3,12 +3,11 @@
 One module per concept: ``data`` (toy sets, digits, text), ``train`` (one
 training helper), ``plot`` (the book's figures), ``utils`` (seeding, devices,
 model size and mode, showing source), ``checks`` (input checks at every public
-boundary), ``rng`` (random draws), and one module per model family.
+boundary), ``rng`` (random draws), ``weights`` (shipped checkpoints), ``metrics``
+(measurements of samples), and one module (or two or three) per model family.
 
-One protocol for the generative families
-----------------------------------------
-Every family module - :mod:`~companion.vae`, :mod:`~companion.gan`,
-:mod:`~companion.flows`, :mod:`~companion.diffusion`, :mod:`~companion.arm` - speaks
+**One protocol for the generative families.** Every family module - :mod:`~companion.vae`, :mod:`~companion.gan`,
+:mod:`~companion.realnvp` (the flows), :mod:`~companion.diffusion`, :mod:`~companion.arm` - speaks
 the same verbs with the same signatures and units:
 
 * a frozen config dataclass that checks itself (``VAEConfig``, ``GANConfig`` and
@@ -32,9 +31,7 @@ Options beyond these (``k``, ``steps``, ``temperature``...) are keyword-only wit
 defaults. :mod:`companion.compare` is a table of the five families built from
 these verbs alone.
 
-One rule for randomness and devices
------------------------------------
-Randomness comes only from the ``generator`` argument, a CPU ``torch.Generator``
+**One rule for randomness and devices.** Randomness comes only from the ``generator`` argument, a CPU ``torch.Generator``
 (``None`` means PyTorch's default one): the numbers are drawn on the CPU and
 moved to the model's device (:mod:`companion.rng`), so one seed gives the same
 samples on the CPU, CUDA and MPS. Library code never seeds or reseeds the global

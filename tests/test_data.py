@@ -71,12 +71,24 @@ def test_digits_split_matches_tomczak_by_index():
         data.digits("validation")
 
 
-def test_bits_per_dim_and_uniform_reference():
-    uniform_nats = 64 * math.log(17)          # the uniform model over 17 levels: 181.3 nats
-    assert round(uniform_nats, 1) == 181.3
-    assert data.nats_to_bits_per_dim(uniform_nats) == pytest.approx(math.log2(17))
-    with pytest.raises(ValueError):
+def test_bits_per_dim_and_the_uniform_reference_from_package_code():
+    """A training set in which every pixel takes every level equally often gives the independent-pixels
+    model a uniform histogram: its NLL of any image is 64 ln 17 nats (181.3), log2 17 bits per dimension."""
+    train = torch.arange(17).repeat_interleave(64).reshape(17, 64)   # image k: every pixel at level k
+    test = torch.randint(0, 17, (5, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    nll = data.independent_pixels_nll(train, test)
+    torch.testing.assert_close(nll, torch.full((5,), 64 * math.log(17), dtype=torch.float64))
+    assert data.nats_to_bits_per_dim(nll).tolist() == pytest.approx([math.log2(17)] * 5)
+    with pytest.raises(ValueError, match="dims must be >= 1"):
         data.nats_to_bits_per_dim(1.0, dims=0)
+
+
+def test_to_intensities_refuses_what_is_not_levels():
+    assert data.to_intensities(torch.tensor([0, 16])).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="expected integer grey levels"):
+        data.to_intensities(torch.tensor([0.5]))
+    with pytest.raises(ValueError, match=r"grey levels 0..16, got values in \[0, 17\]"):
+        data.to_intensities(torch.tensor([0, 17]))
 
 
 def test_text_corpus_is_offline_deterministic_and_round_trips():
