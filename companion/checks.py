@@ -32,7 +32,10 @@ from torch import nn
 
 from companion.utils import check_shape
 
-__all__ = ["tensor", "floats", "levels", "intensities", "labels", "finite",
+ROUNDING = 1e-5
+"""How far float32 rounding may carry an intensity outside [0, 1]."""
+
+__all__ = ["ROUNDING", "tensor", "floats", "levels", "intensities", "labels", "finite",
            "positive_int", "positive", "fraction", "same_device", "model_dtype", "model_device"]
 
 
@@ -107,15 +110,19 @@ def floats(name: str, x: object, pattern: str | None = None, *, model: nn.Module
 
 def intensities(name: str, x: object, pattern: str | None = None, *, model: nn.Module | None = None,
                 **sizes: int) -> torch.Tensor:
-    """Float pixel intensities in [0, 1] (``digits()``); grey levels 0..16 are refused."""
+    """Float pixel intensities in [0, 1] (``digits()``); grey levels 0..16 are refused.
+
+    Values may overshoot [0, 1] by float32 rounding (``ROUNDING``, e.g. a mean
+    ``softmax(...) @ grey`` of 1.0000001); they are kept as they are.
+    """
     x = tensor(name, x, pattern, **sizes)
     if not x.is_floating_point():
         raise ValueError(f"expected {name} to hold float intensities in [0, 1] (digits()), got {x.dtype}"
                          " - integer grey levels? divide them by 16")
-    if bool((x > 1).any()) and bool(torch.isfinite(x).all()):
+    if bool(torch.isfinite(x).all()) and bool((x > 1 + ROUNDING).any()):
         raise ValueError(f"expected {name} to hold intensities in [0, 1] (digits()), got values up to "
                          f"{x.max().item():.4g} - grey levels 0..16? divide them by 16")
-    return floats(name, x, pattern, model=model, low=0.0, high=1.0, **sizes)
+    return floats(name, x, pattern, model=model, low=-ROUNDING, high=1.0 + ROUNDING, **sizes)
 
 
 def levels(name: str, x: object, pattern: str | None = None, *, levels: int = 17,

@@ -74,3 +74,10 @@ def test_fraction_and_positive():
         checks.fraction("p", 1.0)
     with pytest.raises(ValueError, match="finite number > 0"):
         checks.positive("lr", float("inf"))
+
+
+def test_intensities_allow_float_rounding_only():
+    x = torch.tensor([[0.0, 1.0 + 1e-7, -1e-7]])
+    assert checks.intensities("x", x) is not None
+    with pytest.raises(ValueError, match=r"values up to 1.001"):
+        checks.intensities("x", torch.tensor([[1.001]]))
