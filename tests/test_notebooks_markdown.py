@@ -180,3 +180,17 @@ def test_the_check_compares_equation_numbers_and_numbers_with_the_page():
     found = notebook_check.differences(nb, wrong)
     assert any("equation numbers ['2'] on the notebook, ['1']" in d for d in found)
     assert any("['0.12']" in d for d in found)
+
+
+def test_check_site_reads_each_notebook_against_its_page_and_the_student_edition_has_no_solution(tmp_path):
+    (tmp_path / "_notebooks" / "book").mkdir(parents=True)
+    (tmp_path / "book").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "It is 12.\n\n<details>\n<summary>Solution to Exercise 1</summary>\n\nIt is 12.\n\n</details>")])
+    nbformat.write(nb, tmp_path / "_notebooks" / "book" / "ch.ipynb")
+    (tmp_path / "book" / "ch.html").write_text("<main><p>It is 12.</p><p>Solution to Exercise 1</p></main>",
+                                            encoding="utf-8")
+    assert notebook_check.check_site(tmp_path) == []
+    assert notebook_check.check_site(tmp_path, student=True) == ["book/ch: a solution in the student edition"]
+    (tmp_path / "book" / "ch.html").unlink()
+    assert notebook_check.check_site(tmp_path) == [f"book/ch: no page {tmp_path / 'book' / 'ch.html'}"]

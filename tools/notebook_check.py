@@ -9,8 +9,9 @@ and any empty code block. ``differences(nb, page_html)`` compares the notebook w
 page on the site: its equation numbers must be the page's, in the same order, and every
 number in its text must appear on the page.
 
-``python tools/notebook_check.py _build/html`` checks every notebook under
-``_build/html/_notebooks`` against its page, and exits 1 on any problem.
+``python tools/notebook_check.py _build/html [--student]`` checks every notebook under
+``_build/html/_notebooks`` against its page (and, for the student edition, that none
+holds a solution), and exits 1 on any problem.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ PROSE_PATTERNS = {
 }
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 TAG = re.compile(r"\\tag\{([^{}]*)\}")
+SOLUTION = re.compile(r"<summary>Solution to ")
 
 
 def prose(tokens) -> str:
@@ -103,8 +105,11 @@ def differences(nb: nbformat.NotebookNode, page_html: str) -> list[str]:
     return found
 
 
-def check_site(site: Path) -> list[str]:
-    """Every problem of every notebook under site/_notebooks, as 'path: cell i: what'."""
+def check_site(site: Path, student: bool = False) -> list[str]:
+    """Every problem of every notebook under site/_notebooks, as 'path: cell i: what'.
+
+    ``student``: a folded solution is a problem too (the student edition has none).
+    """
     found = []
     notebooks = sorted((site / NOTEBOOKS_DIR).rglob("*.ipynb"))
     if not notebooks:
@@ -113,6 +118,8 @@ def check_site(site: Path) -> list[str]:
         nb = nbformat.read(path, as_version=4)
         name = path.relative_to(site / NOTEBOOKS_DIR).with_suffix("")
         found += [f"{name}: {p}" for p in problems(nb)]
+        if student and SOLUTION.search(markdown_text(nb)):
+            found.append(f"{name}: a solution in the student edition")
         page = site / name.with_suffix(".html")
         if not page.exists():
             found.append(f"{name}: no page {page}")
@@ -122,8 +129,9 @@ def check_site(site: Path) -> list[str]:
 
 
 def main() -> int:
-    site = Path(sys.argv[1] if len(sys.argv) > 1 else "_build/html")
-    found = check_site(site)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    site = Path(args[0] if args else "_build/html")
+    found = check_site(site, student="--student" in sys.argv[1:])
     for line in found:
         print(f"notebook check: {line}", file=sys.stderr)
     print(f"notebook check: {len(found)} problem(s) in {site / NOTEBOOKS_DIR}")

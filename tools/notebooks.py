@@ -251,7 +251,7 @@ def main() -> int:
     print(f"notebooks: wrote {len(written)} notebook(s) to {site / NOTEBOOKS_DIR} and {site / '_sources'}")
     if student:
         print(f"notebooks: removed solutions from {len(strip_sources(site))} downloadable source(s)")
-    found = notebook_check.check_site(site)
+    found = notebook_check.check_site(site, student)
     for line in found:
         print(f"notebooks: {line}", file=sys.stderr)
     return 1 if found else 0

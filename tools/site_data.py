@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pybtex.plugin
+from docutils.nodes import make_id
 from myst_nb.core.variables import format_plain_text
 from sphinx.directives.code import LiteralIncludeReader
-from sphinx.util.nodes import make_id
 from sphinxcontrib.bibtex.plugin import find_plugin
 from sphinxcontrib.bibtex.richtext import BaseReferenceText
 from sphinxcontrib.bibtex.style.referencing import format_references
