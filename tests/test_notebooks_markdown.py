@@ -173,13 +173,16 @@ def test_the_check_finds_left_over_myst_and_empty_code(text, what):
 def test_the_check_compares_equation_numbers_and_numbers_with_the_page():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "A loss of 0.12 in [(2)](u).\n\n$$\nx\n\\tag{2}\n$$\n")])
-    page = ('<main><p>A loss of 0.12 in (2).</p><div class="math"><span class="eqno">(2)</span>'
+    page = ('<main><p>A loss of 0.12 in (2).</p><div class="math"><span class="eqno">(2)<a href="#e">#</a></span>'
             '\\[x\\]</div></main>')
     assert notebook_check.differences(nb, page) == []
-    wrong = page.replace("0.12", "0.13").replace("(2)</span>", "(1)</span>")
+    wrong = page.replace("0.12", "0.13").replace('eqno">(2)', 'eqno">(1)')
     found = notebook_check.differences(nb, wrong)
     assert any("equation numbers ['2'] on the notebook, ['1']" in d for d in found)
-    assert any("['0.12']" in d for d in found)
+    assert any("numbers ['0.12'] where the page has ['0.13']" in d for d in found)
+    # A number the page also shows, but elsewhere: the order tells.
+    swapped = page.replace("A loss of 0.12 in (2).", "A loss of 2 in (0.12).")
+    assert notebook_check.differences(nb, swapped)
 
 
 def test_check_site_reads_each_notebook_against_its_page_and_the_student_edition_has_no_solution(tmp_path):
@@ -188,9 +191,21 @@ def test_check_site_reads_each_notebook_against_its_page_and_the_student_edition
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "It is 12.\n\n<details>\n<summary>Solution to Exercise 1</summary>\n\nIt is 12.\n\n</details>")])
     nbformat.write(nb, tmp_path / "_notebooks" / "book" / "ch.ipynb")
-    (tmp_path / "book" / "ch.html").write_text("<main><p>It is 12.</p><p>Solution to Exercise 1</p></main>",
+    (tmp_path / "book" / "ch.html").write_text("<main><p>It is 12.</p><p>Solution to Exercise 1</p><p>It is 12.</p></main>",
                                             encoding="utf-8")
     assert notebook_check.check_site(tmp_path) == []
     assert notebook_check.check_site(tmp_path, student=True) == ["book/ch: a solution in the student edition"]
     (tmp_path / "book" / "ch.html").unlink()
     assert notebook_check.check_site(tmp_path) == [f"book/ch: no page {tmp_path / 'book' / 'ch.html'}"]
+
+
+def test_a_solution_that_is_all_code_still_gets_its_title_above_the_folded_cells():
+    cells = [nbformat.v4.new_markdown_cell("```{solution-start} ch-ex-2\n:class: dropdown\n```\n"),
+             nbformat.v4.new_code_cell("answer = 42"),
+             nbformat.v4.new_markdown_cell("```{solution-end}\n```\n\nNext.")]
+    for cell in (cells[0], cells[2]):
+        cell.source = convert(cell.source)
+    myst_plain.fold_solutions(cells, lambda label: FakeSite().exercise(label)[0])
+    assert cells[0].source == "<details>\n<summary>Solution to Exercise 2</summary>\n\n\n</details>"
+    assert cells[1].metadata["jupyter"]["source_hidden"]
+    assert cells[2].source == "\nNext."

@@ -266,7 +266,9 @@ def fold_solutions(cells: list, exercise_title) -> None:
 
 
 def fold(piece: list[str], label: str, continued: bool, exercise_title) -> list[str]:
-    if not "".join(piece).strip():
+    """One markdown piece of a solution in ``<details>``; the first piece even when empty
+    (a solution that is all code still gets its title above its folded cells)."""
+    if continued and not "".join(piece).strip():
         return []
     summary = f"Solution to {exercise_title(label)}" + (" (continued)" if continued else "")
     while piece and not piece[0].strip():

@@ -6,8 +6,10 @@ reader as raw syntax: a role (``{cite}`` before inline code), a directive (a fen
 info string is ``{name}``, or a ``:::`` line), a label ``(name)=``, an equation label
 ``$$ (name)``, a directive option line (``:label: ...``), a left-over solution marker,
 and any empty code block. ``differences(nb, page_html)`` compares the notebook with its
-page on the site: its equation numbers must be the page's, in the same order, and every
-number in its text must appear on the page.
+page on the site: the numbers of its markdown must be those of the page's prose, in the
+same order (so a glued value formatted otherwise, a wrong equation or exercise number, a
+citation's year, a missing or extra solution all show), and its equation numbers the
+page's.
 
 ``python tools/notebook_check.py _build/html [--student]`` checks every notebook under
 ``_build/html/_notebooks`` against its page (and, for the student edition, that none
@@ -15,6 +17,7 @@ holds a solution), and exits 1 on any problem.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from pathlib import Path
@@ -44,8 +47,8 @@ def prose(tokens) -> str:
     parts = []
     for token in tokens:
         if token.type == "inline":
-            parts += [child.content for child in token.children
-                      if child.type in ("text", "html_inline")]
+            parts += [child.content if child.type in ("text", "html_inline") else "\n"
+                      for child in token.children if child.type in ("text", "html_inline", "softbreak", "hardbreak")]
             parts.append("\n")
         elif token.type == "html_block":
             parts.append(token.content)
@@ -81,27 +84,45 @@ def markdown_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
 
 
-def page_text(page_html: str) -> tuple[str, list[str]]:
-    """The page's main text (math as its TeX source) and its equation numbers, in order."""
+# What a page shows that its notebook holds elsewhere or not at all: code cells (inputs and
+# outputs are code, not markdown), included code, inline code, equation numbers (compared
+# on their own), permalinks, the bibliography's back-references, the page footer.
+NOT_PROSE = ["div.cell", "div.highlight", "code.literal", "span.eqno", "a.headerlink",
+             "span.backrefs", "footer", ".prev-next-area"]
+
+
+def page_numbers(page_html: str) -> tuple[list[str], list[str]]:
+    """The numbers in the page's prose, in order, and its equation numbers, in order."""
     soup = BeautifulSoup(page_html, "html.parser")
-    main = soup.find("main") or soup
-    numbers = [span.get_text(strip=True).strip("()") for span in main.select("span.eqno")]
-    return main.get_text(" "), numbers
+    main = soup.find("article") or soup.find("main") or soup
+    # "(7)" and the equation's permalink "#"
+    equations = [re.sub(r"^\((.*?)\).*$", r"\1", span.get_text(strip=True)) for span in main.select("span.eqno")]
+    for selector in NOT_PROSE:
+        for element in main.select(selector):
+            element.decompose()
+    return NUMBER.findall(main.get_text(" ")), equations
+
+
+def notebook_numbers(nb: nbformat.NotebookNode) -> tuple[list[str], list[str]]:
+    """The numbers in the notebook's rendered markdown (math as TeX), and its ``\\tag``s."""
+    markdown = markdown_text(nb)
+    equations = TAG.findall(markdown)
+    return NUMBER.findall(prose(COMMONMARK.parse(TAG.sub("", markdown)))), equations
 
 
 def differences(nb: nbformat.NotebookNode, page_html: str) -> list[str]:
-    """Where the notebook's numbers are not the page's."""
+    """Where the notebook's numbers are not the page's: the same numbers in the same order
+    (every glued value, citation year, exercise number, number in the prose or the math),
+    and the same equation numbers."""
     found = []
-    site_text, site_equations = page_text(page_html)
-    markdown = markdown_text(nb)
-    equations = TAG.findall(markdown)
+    site, site_equations = page_numbers(page_html)
+    mine, equations = notebook_numbers(nb)
     if equations != site_equations:
         found.append(f"equation numbers {equations} on the notebook, {site_equations} on the page")
-    on_site = set(NUMBER.findall(site_text))
-    rendered = prose(COMMONMARK.parse(markdown))
-    missing = sorted(set(NUMBER.findall(rendered)) - on_site)
-    if missing:
-        found.append(f"numbers in the text that the page does not show: {missing}")
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=mine, b=site, autojunk=False).get_opcodes():
+        if op != "equal":
+            before = " ".join(mine[max(0, i1 - 3):i1])
+            found.append(f"numbers {mine[i1:i2]} where the page has {site[j1:j2]} (after ...{before})")
     return found
 
 

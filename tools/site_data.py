@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pybtex.plugin
+from pybtex.richtext import Symbol
 from docutils.nodes import make_id
 from myst_nb.core.variables import format_plain_text
 from sphinx.directives.code import LiteralIncludeReader
@@ -118,11 +119,11 @@ class Page:
         return self.env.titles[docname].astext(), self.site.url(docname)
 
     def term(self, target: str) -> str:
-        objects = self.env.domaindata["std"]["objects"]
-        key = ("term", target.lower())
-        if key not in objects:
+        std = self.env.domaindata["std"]           # terms: lower-cased, as the term role looks them up
+        entry = std.get("terms", {}).get(target.lower()) or std["objects"].get(("term", target))
+        if entry is None:
             raise ValueError(f"{self.docname}: no glossary term {target!r}")
-        docname, anchor = objects[key]
+        docname, anchor = entry
         return self.site.url(docname, anchor)
 
     def py(self, role: str, target: str) -> tuple[str, str | None]:
@@ -135,17 +136,18 @@ class Page:
         return text, (self.site.url(entry[0], entry[1]) if entry else None)
 
     def _citations(self, keys: list[str]) -> list:
+        """The cited entries in the order the page lists them: as sphinxcontrib-bibtex's
+        domain resolves them, those of the chapter's own bibliography first, each group in
+        bibliography order (not in the order of the keys)."""
         bibtex = self.env.domaindata["cite"]
-        bibliographies = bibtex["bibliographies"]
-        found: dict[str, Any] = {}
-        for citation in bibtex["citations"]:       # the chapter's own bibliography first
-            if citation.key in keys and bibliographies[citation.bibliography_key].list_ == "citation":
-                if citation.key not in found or citation.bibliography_key.docname == self.docname:
-                    found[citation.key] = citation
+        cited = [c for c in bibtex["citations"] if c.key in keys
+                 and bibtex["bibliographies"][c.bibliography_key].list_ == "citation"]
+        found = {c.key: c for c in cited if c.bibliography_key.docname == self.docname}
+        found |= {c.key: c for c in cited if c.key not in found}
         missing = [k for k in keys if k not in found]
         if missing:
             raise ValueError(f"{self.docname}: no bibliography entry for {missing}")
-        return [found[k] for k in keys]
+        return list(found.values())
 
     def cite(self, role: str, keys: list[str]) -> str:
         references = [(c.entry, c.formatted_entry, SphinxReferenceInfo(
@@ -184,6 +186,8 @@ def rich_markdown(text: Any, site: SiteData) -> str:
         info = text.info[0]
         inner = "".join(rich_markdown(part, site) for part in text.parts)
         return f"[{inner}]({site.url(info.todocname, info.citation_id)})"
+    if isinstance(text, Symbol):
+        return {"nbsp": "&nbsp;", "ndash": "–", "newblock": " "}.get(text.name, " ")
     if hasattr(text, "parts"):
         inner = "".join(rich_markdown(part, site) for part in text.parts)
         tag = getattr(text, "name", None)
