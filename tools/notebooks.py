@@ -93,7 +93,7 @@ def site_url() -> str:
 
 def source_url(commit: str | None = None) -> str:
     """The repository's files at the commit the site is built from (for included code)."""
-    url, branch = repository()
+    url, _ = repository()
     return f"{url.rstrip('/')}/blob/{commit or build_commit()}/"
 
 
