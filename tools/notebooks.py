@@ -230,14 +230,16 @@ def strip_sources(site: Path) -> list[Path]:
         if path.suffix == ".md":
             text = path.read_text(encoding="utf-8")
             new = strip_solutions_text(text)
-        elif path.suffix == ".ipynb":
-            nb = nbformat.read(path, as_version=4)
-            new = nbformat.writes(strip_solutions_notebook(nb))
-            text = path.read_text(encoding="utf-8")
+        elif path.suffix == ".ipynb":       # compared as written by nbformat, as write_notebooks does
+            text = nbformat.writes(nbformat.read(path, as_version=4))
+            new = nbformat.writes(strip_solutions_notebook(nbformat.read(path, as_version=4)))
         else:
             continue
         if new != text:
-            path.write_text(new, encoding="utf-8")
+            if path.suffix == ".ipynb":
+                nbformat.write(nbformat.reads(new, as_version=4), path)
+            else:
+                path.write_text(new, encoding="utf-8")
             stripped.append(path)
     return stripped
 
