@@ -5,6 +5,8 @@
 #   make site-test  open the built site in headless Chromium (Playwright) and check every chapter
 #   make slides     rebuild the slide decks from the built site (builds the site first if missing)
 #   make student    the student edition (no solutions) into _build/student/_build/html
+#   make reader-check  run the shortest chapter's notebook in a fresh venv that has only the
+#                   companion wheel and a kernel, as a reader's download would (make test runs it too)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,15 +15,21 @@ SITE   := _build/html
 # Quiet progress bars in builds and tests; readers running a notebook still see them.
 # (Do not set MPLBACKEND here: the kernels must keep the inline backend to show figures.)
 export TQDM_DISABLE := 1
+# Opt-in, for Linux: the CPU-only build of PyTorch (on Linux pip's default is the CUDA build,
+# several GB). `make install TORCH=cpu` on a fresh clone (or after `rm -rf .venv`); any target
+# that installs takes it too. Empty by default: CI and machines with a local CPU wheel use pip's
+# configured indexes as they are.
+TORCH ?=
+TORCH_INDEX := $(if $(filter cpu,$(TORCH)),--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: book test unit slides site-test student clean install
+.PHONY: book test unit slides site-test student clean install reader-check
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 # The JavaScript the site serves itself (MathJax, reveal.js, the ipywidgets manager and
@@ -61,13 +69,18 @@ slides: $(STAMP) $(NPM_STAMP)
 # or the browser named by CHROMIUM=/path/to/chrome.
 site-test: $(STAMP)
 	test -f $(SITE)/index.html || $(MAKE) book
-	$(BIN)/python -m pytest tests/test_slides.py tests/test_site_links.py tests/test_site_browser.py -m site \
+	$(BIN)/python -m pytest tests/test_slides.py tests/test_site_links.py tests/test_site_browser.py \
+		tests/test_notebooks_site.py -m site \
 		--durations=5 -p no:cacheprovider
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests companion book -m "not site" --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=300 --durations=0 -p no:cacheprovider
 	@echo "All tests passed (unit tests, doctests, and every chapter in _toc.yml under nbval)."
+
+# The download path (tests/test_notebooks_venv.py; `make test` runs it with the rest).
+reader-check: $(STAMP)
+	$(BIN)/python -m pytest tests/test_notebooks_venv.py --durations=0 -p no:cacheprovider
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests companion -m "not notebooks and not site" -p no:cacheprovider

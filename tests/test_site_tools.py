@@ -68,22 +68,59 @@ def test_strip_solutions_notebook_drops_code_cells_inside_a_gated_solution():
     assert sources == ["Text.\n\n", "\nNext section.", "visible = 1"]
 
 
-def test_setup_cell_installs_companion_only_where_it_is_missing():
-    cell = notebooks.setup_cell()
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_setup_cell_installs_companion_at_the_build_commit_only_where_it_is_missing():
+    cell = notebooks.setup_cell(COMMIT)
     assert cell.cell_type == "code" and "course-setup" in cell.metadata["tags"]
     assert 'find_spec("companion") is None' in cell.source
-    assert "git+https://github.com/" in cell.source and "--no-deps" in cell.source
+    assert f'"companion @ git+https://github.com/genai-cpu-course/course@{COMMIT}"' in cell.source
+    assert "@main" not in cell.source and "myst-nb" not in cell.source
+    # Colab keeps its PyTorch (--no-deps); a bare Jupyter gets the pinned versions.
+    assert '%pip install --quiet --no-deps einops "{COMPANION}"' in cell.source
 
 
-def test_write_notebooks_puts_the_setup_cell_first(tmp_path):
+def test_setup_cell_is_valid_ipython():
+    from IPython.core.inputtransformer2 import TransformerManager
+    python = TransformerManager().transform_cell(notebooks.setup_cell(COMMIT).source)
+    compile(python, "setup", "exec")
+    assert "get_ipython().run_line_magic('pip'" in python
+
+
+def test_the_glue_import_gets_a_fallback_without_myst_nb():
+    cell = nbformat.v4.new_code_cell("import torch\nfrom myst_nb import glue\n\nglue('x', 1, display=False)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": "1"},
+                                           metadata={"scrapbook": {"name": "x"}}),
+                    nbformat.v4.new_output("stream", text="kept\n")]
+    notebooks.reader_code(cell)
+    assert [o.output_type for o in cell.outputs] == ["stream"]
+    shown = []
+    namespace = {"__builtins__": __builtins__}
+    exec(cell.source.replace("from myst_nb import glue", "from myst_nb_missing import glue")
+         .replace("import torch", "pass"), namespace)
+    namespace["_display"] = shown.append
+    namespace["glue"]("y", 2)
+    namespace["glue"]("z", 3, display=False)
+    assert shown == [2]
+
+
+def test_write_notebooks_puts_the_setup_cell_first_and_fills_the_download(tmp_path):
     executed = tmp_path / "jupyter_execute" / "book"
     executed.mkdir(parents=True)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), executed / "ch.ipynb")
     site = tmp_path / "html"
-    written = notebooks.write_notebooks(site, tmp_path / "jupyter_execute", student=False)
+
+    class Data:
+        def page(self, docname):
+            return None             # no markdown cell: nothing to resolve
+
+    written = notebooks.write_notebooks(site, tmp_path / "jupyter_execute", student=False,
+                                        commit=COMMIT, data=Data())
     assert written == [site / "_notebooks" / "book" / "ch.ipynb"]
     cells = nbformat.read(written[0], as_version=4).cells
     assert "course-setup" in cells[0].metadata["tags"] and cells[1].source == "x = 1"
+    assert (site / "_sources" / "book" / "ch.ipynb").read_bytes() == written[0].read_bytes()
 
 
 def test_colab_url_opens_the_published_notebook():
