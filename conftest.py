@@ -16,6 +16,8 @@ as each chapter does, so two workers share two cores.
 from __future__ import annotations
 
 import importlib.util
+import resource
+import time
 from pathlib import Path
 
 import jupytext
@@ -89,8 +91,21 @@ class _JupytextReader:
         return jupytext.read(self.path)
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have ended: its kernels."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class MarkdownNotebook(nbval.plugin.IPyNbFile):
-    """nbval's notebook collector, reading a MyST Markdown notebook through jupytext."""
+    """nbval's notebook collector, reading a MyST Markdown notebook through jupytext.
+
+    It also measures the chapter's kernel: nbval starts it in ``setup`` and stops it in
+    ``teardown``, and meanwhile this process (one pytest worker) runs nothing else, so
+    the growth of its children's CPU time is that kernel's CPU time.
+    """
+
+    cost: tuple[float, float] | None = None          # (CPU s, wall s), once torn down
 
     def collect(self):
         original = nbval.plugin.nbformat
@@ -100,6 +115,45 @@ class MarkdownNotebook(nbval.plugin.IPyNbFile):
         finally:
             nbval.plugin.nbformat = original
         return items
+
+    def setup(self):
+        self._start = (_children_cpu(), time.perf_counter())
+        super().setup()
+
+    def teardown(self):
+        super().teardown()
+        self.cost = (_children_cpu() - self._start[0], time.perf_counter() - self._start[1])
+
+
+COST = "chapter_kernel_cost"
+_costs: dict[str, tuple[float, float]] = {}      # chapter -> its kernel's (CPU s, wall s)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a chapter's last cell, its kernel's cost rides on that cell's teardown report
+    (which xdist hands to the controller)."""
+    result = yield
+    if isinstance(item.parent, MarkdownNotebook) and item.parent.cost is not None:
+        item.user_properties.append((COST, item.parent.cost))
+        item.parent.cost = None
+    return result
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties if report.when == "teardown" else ():
+        if name == COST:
+            _costs[report.location[0]] = tuple(value)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Each chapter's kernel CPU and wall seconds (the book build checks the budget)."""
+    if not _costs:
+        return
+    terminalreporter.section("chapter kernels: CPU s (user + system), wall s")
+    for name, (cpu, wall) in sorted(_costs.items(), key=lambda kv: -kv[1][0]):
+        terminalreporter.write_line(f"{cpu:7.1f} {wall:7.1f}  {name}")
+    terminalreporter.write_line(f"{sum(c for c, _ in _costs.values()):7.1f}          in all")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -153,10 +154,19 @@ def test_a_chapter_is_executed_measured_and_found_by_myst_nb_in_the_cache(tmp_pa
     nb = nbformat.reads(out["notebook"], as_version=nbformat.NO_CONVERT)
     cache.cache_notebook_bundle(CacheBundleIn(nb, str(path), data=m), check_validity=False)
     assert execute.cached_measurement(cache, path)["cpu_s"] == m["cpu_s"]
-    _, merged = cache.merge_match_into_notebook(_sphinx_read(path))      # what myst-nb does
-    outputs = [c.outputs for c in merged.cells if c.cell_type == "code"]
-    assert outputs[1][0]["data"]["text/plain"] == "42"
     assert cpu_report.unmeasured_in_cache(tmp_path / ".jupyter_cache") == []
+
+    # What the site build does with it: myst-nb in cache mode, as course_site sets it up.
+    from myst_nb.core.config import NbParserConfig
+    from myst_nb.core.execute import create_client
+    course_site.write_cached_outputs_too()
+    notebook = _sphinx_read(path)
+    config = NbParserConfig(execution_mode="cache", execution_cache_path=str(tmp_path / ".jupyter_cache"))
+    with create_client(notebook, str(path), config, logging.getLogger("test")) as client:
+        assert client.exec_metadata["runtime"] == m["execution_seconds"] and client.notebook is notebook
+    code = [c for c in notebook.cells if c.cell_type == "code"]    # the notebook myst-nb writes
+    assert code[1].outputs[0]["data"]["text/plain"] == "42" and code[1].execution_count == 2
+    assert len(list(cache.list_cache_records())) == 1              # myst-nb executed nothing
 
 
 def test_every_sphinx_extension_of_the_build_is_declared_parallel_safe(tmp_path, monkeypatch):

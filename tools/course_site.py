@@ -21,7 +21,9 @@ background). The browser test (tests/test_site_browser.py) fails on either error
 The directive ``execution-cpu-table`` (on the execution status page) shows what each
 chapter cost to execute in this build, from the report that ``tools/execute.py`` writes
 beside myst-nb's jupyter-cache (``tools/cpu_report.py``): CPU and wall seconds, the
-heaviest cell, the load average.
+heaviest cell, the load average. And it makes myst-nb's cache mode write the executed
+notebook (with its outputs) to ``jupyter_execute/`` as force mode does
+(``write_cached_outputs_too``).
 
 And, for the student edition (``make student``), removes every exercise solution from
 the pages. (sphinx-exercise 1.2's own ``hide_solutions`` cannot do it for the gated
@@ -233,11 +235,40 @@ def declare_audited_extensions(app: Sphinx) -> None:
             extension.parallel_read_safe = True
 
 
+def write_cached_outputs_too() -> None:
+    """Make myst-nb's cache mode leave the executed notebook where force mode leaves it.
+
+    On a cache hit, myst-nb 1.4's ``NotebookClientCache`` merges the cached outputs into a
+    *copy* of the notebook: the page is rendered from the copy, but the notebook that
+    myst-nb then writes to ``jupyter_execute/`` (the page's ``.ipynb`` download, and the
+    source of ``tools/notebooks.py``'s Colab notebooks) is the original, without a single
+    output. Copying the merged notebook back into the original object, as executing it
+    in place does in force mode, makes both the same again.
+    """
+    from myst_nb.core.execute.cache import NotebookClientCache
+
+    start_client = NotebookClientCache.start_client
+    if getattr(start_client, "course_site", False):
+        return
+
+    def start_client_in_place(self) -> None:
+        notebook = self._notebook
+        start_client(self)
+        if self._notebook is not notebook:
+            notebook.clear()
+            notebook.update(self._notebook)
+            self._notebook = notebook
+
+    start_client_in_place.course_site = True
+    NotebookClientCache.start_client = start_client_in_place
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("course_notebooks_branch", "gh-pages", "html")
     app.add_config_value("course_student_edition", False, "env")
     app.add_transform(RemoveSolutions)
     app.add_directive("execution-cpu-table", ExecutionCpuTable)
+    write_cached_outputs_too()
     app.connect("config-inited", light_by_default)
     # After every extension, the theme's included, is loaded; before Sphinx reads.
     app.connect("builder-inited", declare_audited_extensions)
