@@ -169,6 +169,7 @@ def test_a_chapter_is_executed_measured_and_found_by_myst_nb_in_the_cache(tmp_pa
     assert len(list(cache.list_cache_records())) == 1              # myst-nb executed nothing
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")   # torch.distributed, seen by Sphinx's import walk
 def test_every_sphinx_extension_of_the_build_is_declared_parallel_safe(tmp_path, monkeypatch):
     from jupyter_book.config import get_final_config
     from sphinx.application import Sphinx

@@ -205,9 +205,11 @@ class ExecutionCpuTable(SphinxDirective):
                                 refexplicit=True, refwarn=True, classes=["xref", "doc"])
             rows.append([link, *row[1:]])
         load = ", ".join(f"{x:.2f}" for x in report["load_before"])
-        summary = (f"{len(rows)} chapters, {report['jobs']} at a time on {report['cpus']} CPUs, "
-                   f"{report['wall_s']:.0f} s from the first to the last; load average "
-                   f"(1, 5, 15 min) {load} when the build began.")
+        executed = sum(1 for c in report["chapters"] if c.get("executed"))
+        summary = (f"This build executed {executed} of the {len(rows)} chapters, "
+                   f"{report['jobs']} at a time on {report['cpus']} CPUs, in "
+                   f"{report['wall_s']:.0f} s; the load average (1, 5, 15 min) was {load} "
+                   "when it began.")
         return [_text_table(cpu_report.TABLE_HEADER, rows), nodes.paragraph(text=summary)]
 
 

@@ -81,17 +81,20 @@ class KernelMeter:
 
     def on_notebook_start(self, notebook, **_):
         import psutil
-        children = psutil.Process().children()     # the worker's only child: the kernel
-        self.kernel = children[0] if len(children) == 1 else None
+        kernels = [p for p in psutil.Process().children()     # the worker's only child
+                   if "ipykernel" in " ".join(p.cmdline())]
+        self.kernel = kernels[0] if len(kernels) == 1 else None
 
     def _now(self) -> tuple[float, float]:
-        cpu = _cpu(self.kernel.cpu_times()) if self.kernel is not None else float("nan")
-        return cpu, time.perf_counter()
+        return _cpu(self.kernel.cpu_times()), time.perf_counter()
 
     def on_cell_execute(self, cell, cell_index, **_):
-        self._start = self._now()
+        if self.kernel is not None:
+            self._start = self._now()
 
     def on_cell_executed(self, cell, cell_index, **_):
+        if self.kernel is None:         # not a local ipykernel: the chapter's total still counts
+            return
         cpu, wall = self._now()
         line = self.source_map[cell_index] + 1 if cell_index < len(self.source_map) else None
         first = next((s for s in cell.source.splitlines() if s.strip()), "")
