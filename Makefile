@@ -1,7 +1,11 @@
 # The course's commands (see README.md):
-#   make book       set up .venv if needed, execute every chapter, build the site into _build/html
-#                   (with a slide deck per chapter in _build/html/slides/), then check it
+#   make book       set up .venv if needed, execute every chapter (two at a time), build the site into
+#                   _build/html (with a slide deck per chapter in _build/html/slides/), then check it
+#                   and check every chapter's CPU seconds against the budget
+#   make draft      for authors: rebuild the site after an edit, executing only the chapters whose
+#                   code changed since the last build (prose-only edits execute nothing)
 #   make test       set up .venv if needed, run the unit tests, doctests and every chapter under nbval
+#                   (two processes: chapters and unit tests run side by side)
 #   make site-test  open the built site in headless Chromium (Playwright) and check every chapter
 #   make slides     rebuild the slide decks from the built site (builds the site first if missing)
 #   make student    the student edition (no solutions) into _build/student/_build/html
@@ -22,7 +26,14 @@ export TQDM_DISABLE := 1
 TORCH ?=
 TORCH_INDEX := $(if $(filter cpu,$(TORCH)),--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: book test unit slides site-test student clean install reader-check
+# Chapters executed at a time by make book/draft/test (each chapter runs on one thread).
+JOBS       ?= 2
+# CPU seconds (user + system of its kernel) each chapter may take (tools/cpu_report.py).
+CPU_BUDGET ?= 75
+# jupyter-book, with Sphinx reading and writing pages $(JOBS) at a time.
+JUPYTER_BOOK := $(BIN)/python tools/jupyter_book_jobs.py --jobs $(JOBS)
+
+.PHONY: book draft test unit slides site-test student clean install reader-check
 
 install: $(STAMP)
 
@@ -51,14 +62,30 @@ define copy_vendor
 	cd $(NODE_MODULES)/@jupyter-widgets/html-manager/dist && cp embed-amd.js *.woff *.woff2 *.ttf *.eot *.svg $(CURDIR)/$(1)/_vendor/html-manager/
 endef
 
+# tools/execute.py executes the chapters $(JOBS) at a time into myst-nb's jupyter-cache and
+# measures each; the site build then takes every output from the cache (_config.yml).
 book: $(STAMP) $(NPM_STAMP)
-	rm -rf $(SITE) _build/.doctrees _build/jupyter_execute
-	$(BIN)/jupyter-book build . --all -W --keep-going
+	rm -rf $(SITE) _build/.doctrees _build/jupyter_execute _build/.jupyter_cache
+	$(BIN)/python tools/execute.py --jobs $(JOBS)
+	$(JUPYTER_BOOK) build . --all -W --keep-going
 	$(call copy_vendor,$(SITE))
 	$(BIN)/python tools/notebooks.py $(SITE)
 	$(BIN)/python tools/slides.py $(SITE)
 	$(BIN)/python tests/check_site.py $(SITE)
+	$(BIN)/python tools/cpu_report.py --limit $(CPU_BUDGET)
 	@echo "The site is in $(SITE) (open $(SITE)/index.html; slides in $(SITE)/slides/)."
+
+# For authors, after an edit: executes only the chapters whose code cells changed since
+# they were last executed into the cache (not a change in companion/: use make book), then
+# rebuilds only the pages that changed. CI and make book always execute everything.
+draft: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python tools/execute.py --jobs $(JOBS) --changed-only
+	$(JUPYTER_BOOK) build . -W --keep-going
+	$(call copy_vendor,$(SITE))
+	$(BIN)/python tools/notebooks.py $(SITE)
+	$(BIN)/python tools/slides.py $(SITE)
+	$(BIN)/python tools/cpu_report.py --limit $(CPU_BUDGET) --warn-only
+	@echo "The site is in $(SITE) (open $(SITE)/index.html)."
 
 slides: $(STAMP) $(NPM_STAMP)
 	test -f $(SITE)/index.html || $(MAKE) book
@@ -73,9 +100,12 @@ site-test: $(STAMP)
 		tests/test_notebooks_site.py -m site \
 		--durations=5 -p no:cacheprovider
 
+# pytest-xdist: $(JOBS) processes, each taking a whole file at a time (a chapter's cells share
+# one kernel); the chapters first, longest first (conftest.py), the unit tests fill in.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests companion book -m "not site" --nbval-lax --nbval-current-env \
-		--nbval-cell-timeout=300 --durations=0 -p no:cacheprovider
+		--nbval-cell-timeout=300 --durations=0 -p no:cacheprovider \
+		-n $(JOBS) --dist loadfile --no-loadscope-reorder
 	@echo "All tests passed (unit tests, doctests, and every chapter in _toc.yml under nbval)."
 
 # The download path (tests/test_notebooks_venv.py; `make test` runs it with the rest).
@@ -94,7 +124,8 @@ student: $(STAMP) $(NPM_STAMP)
 		c['title'] += ' (student edition)'; c['sphinx']['config']['course_student_edition'] = True; \
 		c['sphinx']['local_extensions'] = {'course_site': '$(CURDIR)/tools'}; \
 		yaml.safe_dump(c, open('$(STUDENT)/_config.yml', 'w'), sort_keys=False)"
-	$(BIN)/jupyter-book build . --all -W --keep-going --config $(STUDENT)/_config.yml --path-output $(STUDENT)
+	$(BIN)/python tools/execute.py --jobs $(JOBS) --cache $(STUDENT)/_build/.jupyter_cache
+	$(JUPYTER_BOOK) build . --all -W --keep-going --config $(STUDENT)/_config.yml --path-output $(STUDENT)
 	$(call copy_vendor,$(STUDENT)/_build/html)
 	$(BIN)/python tools/notebooks.py $(STUDENT)/_build/html --student
 	$(BIN)/python tools/slides.py $(STUDENT)/_build/html

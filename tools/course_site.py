@@ -18,6 +18,13 @@ the second copy throws "Identifier has already been declared"), and it sets the 
 mode" as a console error on a reader's first visit; the figures are drawn for a light
 background). The browser test (tests/test_site_browser.py) fails on either error.
 
+The directive ``execution-cpu-table`` (on the execution status page) shows what each
+chapter cost to execute in this build, from the report that ``tools/execute.py`` writes
+beside myst-nb's jupyter-cache (``tools/cpu_report.py``): CPU and wall seconds, the
+heaviest cell, the load average. And it makes myst-nb's cache mode write the executed
+notebook (with its outputs) to ``jupyter_execute/`` as force mode does
+(``write_cached_outputs_too``).
+
 And, for the student edition (``make student``), removes every exercise solution from
 the pages. (sphinx-exercise 1.2's own ``hide_solutions`` cannot do it for the gated
 solutions the chapters use: it drops only the ``solution-start`` marker, which leaves
@@ -30,12 +37,19 @@ Configuration (``_config.yml``, ``sphinx: config:``):
 """
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
+import posixpath
+from pathlib import Path
 from typing import Any
 
+from docutils import nodes
+from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.builders.html._assets import _JavaScript
 from sphinx.transforms import SphinxTransform
+from sphinx.util.docutils import SphinxDirective
 from sphinx_exercise.nodes import solution_node
 
 SLIDES_DIR = "slides"
@@ -143,11 +157,123 @@ class RemoveSolutions(SphinxTransform):
             node.parent.remove(node)
 
 
+def _sibling(name: str):
+    """A module of tools/ (loaded by path: tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"course_tools_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cpu_report = _sibling("cpu_report")
+
+
+def _text_table(header: list[str], rows: list[list[nodes.Node | str]]) -> nodes.table:
+    table = nodes.table(classes=["colwidths-auto"])
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    group += [nodes.colspec(colwidth=1) for _ in header]
+
+    def row(cells):
+        out = nodes.row()
+        for cell in cells:
+            out += nodes.entry("", nodes.paragraph("", "", cell if isinstance(cell, nodes.Node)
+                                                   else nodes.Text(cell)))
+        return out
+
+    group += nodes.thead("", row(header))
+    group += nodes.tbody("", *[row(r) for r in rows])
+    return table
+
+
+class ExecutionCpuTable(SphinxDirective):
+    """The chapters' CPU and wall seconds in this build (tools/execute.py's report)."""
+
+    def run(self) -> list[nodes.Node]:
+        cache = self.config.nb_execution_cache_path or Path(self.env.app.outdir).parent / ".jupyter_cache"
+        path = cpu_report.report_path(Path(cache))
+        self.env.note_dependency(str(path))         # re-read this page when the report changes
+        report = cpu_report.load_report(path)
+        if report is None:
+            return [nodes.paragraph(text="This build did not measure the chapters "
+                                         "(run tools/execute.py before the site build: make book).")]
+        rows = []
+        for row in cpu_report.table_rows(report):
+            docname = posixpath.splitext(row[0])[0]
+            link = pending_xref("", nodes.inline(text=docname), refdoc=self.env.docname,
+                                reftarget="/" + docname, reftype="doc", refdomain="std",
+                                refexplicit=True, refwarn=True, classes=["xref", "doc"])
+            rows.append([link, *row[1:]])
+        load = ", ".join(f"{x:.2f}" for x in report["load_before"])
+        executed = sum(1 for c in report["chapters"] if c.get("executed"))
+        summary = (f"This build executed {executed} of the {len(rows)} chapters, "
+                   f"{report['jobs']} at a time on {report['cpus']} CPUs, in "
+                   f"{report['wall_s']:.0f} s; the load average (1, 5, 15 min) was {load} "
+                   "when it began.")
+        return [_text_table(cpu_report.TABLE_HEADER, rows), nodes.paragraph(text=summary)]
+
+
+# Extensions of the build that do not say whether Sphinx may read pages in parallel, and
+# what we found when we read them, at these versions. While one extension is undeclared,
+# Sphinx reads serially (with a warning: `make book` reads with -j 2 and -W, so a new
+# undeclared extension, or a new version of one of these, fails the build until it has
+# been read and listed here).
+AUDITED_PARALLEL_READ_SAFE = {
+    # It replaces TocTreeCollector.assign_section_numbers, which Sphinx calls in the main
+    # process after merging the parallel reads (env-updated); no state per document.
+    "sphinx_multitoc_numbering": ("sphinx-multitoc-numbering", "0.1.3"),
+    # Its read-time transforms change only the document being read; its env attributes
+    # are set once at builder-inited, and only for LaTeX builders, before Sphinx forks.
+    "sphinx_jupyterbook_latex": ("sphinx-jupyterbook-latex", "1.0.0"),
+}
+
+
+def declare_audited_extensions(app: Sphinx) -> None:
+    for name, (distribution, audited) in AUDITED_PARALLEL_READ_SAFE.items():
+        extension = app.extensions.get(name)
+        if extension is None or extension.parallel_read_safe is not None:
+            continue
+        if importlib.metadata.version(distribution) == audited:
+            extension.parallel_read_safe = True
+
+
+def write_cached_outputs_too() -> None:
+    """Make myst-nb's cache mode leave the executed notebook where force mode leaves it.
+
+    On a cache hit, myst-nb 1.4's ``NotebookClientCache`` merges the cached outputs into a
+    *copy* of the notebook: the page is rendered from the copy, but the notebook that
+    myst-nb then writes to ``jupyter_execute/`` (the page's ``.ipynb`` download, and the
+    source of ``tools/notebooks.py``'s Colab notebooks) is the original, without a single
+    output. Copying the merged notebook back into the original object, as executing it
+    in place does in force mode, makes both the same again.
+    """
+    from myst_nb.core.execute.cache import NotebookClientCache
+
+    start_client = NotebookClientCache.start_client
+    if getattr(start_client, "course_site", False):
+        return
+
+    def start_client_in_place(self) -> None:
+        notebook = self._notebook
+        start_client(self)
+        if self._notebook is not notebook:
+            notebook.clear()
+            notebook.update(self._notebook)
+            self._notebook = notebook
+
+    start_client_in_place.course_site = True
+    NotebookClientCache.start_client = start_client_in_place
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("course_notebooks_branch", "gh-pages", "html")
     app.add_config_value("course_student_edition", False, "env")
     app.add_transform(RemoveSolutions)
+    app.add_directive("execution-cpu-table", ExecutionCpuTable)
+    write_cached_outputs_too()
     app.connect("config-inited", light_by_default)
+    # After every extension, the theme's included, is loaded; before Sphinx reads.
+    app.connect("builder-inited", declare_audited_extensions)
     app.add_js_file(None, body=MATHJAX2_HUB_SHIM, priority=100)
     app.connect("html-page-context", fix_scripts, priority=900)
     # After sphinx-book-theme has filled context["header_buttons"] (its handlers run at 501).
