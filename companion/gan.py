@@ -31,8 +31,10 @@ from companion import checks, rng
 from companion.gan_training import train_gan
 from companion.utils import mode
 
+# train_gan is importable from here (the family's verbs in one place) but documented once, in
+# companion.gan_training: listing it here made Sphinx's source pages link to an anchor that does not exist.
 __all__ = ["GANConfig", "Generator", "Discriminator", "DigitGANConfig", "ConvGenerator",
-           "ConvDiscriminator", "sample", "train_gan"]
+           "ConvDiscriminator", "sample"]
 
 
 # --- inputs of the networks ------------------------------------------------------
