@@ -86,7 +86,7 @@ class PixelARM(nn.Module):
 
     def __init__(self, config: PixelARMConfig = PixelARMConfig()) -> None:
         super().__init__()
-        self.config = config
+        self.config = checks.config(config, PixelARMConfig)
         self.bos = config.levels                      # the start token's id
         self.gpt = GPT(config.gpt())
 

@@ -85,9 +85,7 @@ class Autoencoder(nn.Module):
 
     def __init__(self, config: AutoencoderConfig | None = None) -> None:
         super().__init__()
-        config = AutoencoderConfig() if config is None else config
-        if not isinstance(config, AutoencoderConfig):
-            raise ValueError(f"expected an AutoencoderConfig, got {type(config).__name__}")
+        config = checks.config(AutoencoderConfig() if config is None else config, AutoencoderConfig)
         self.config = config
         self.encoder = mlp(config.in_dim, config.hidden, config.latent_dim)
         self.decoder = mlp(config.latent_dim, config.hidden, config.in_dim)

@@ -11,6 +11,7 @@ the words of the course, not of PyTorch's kernels:
 * :func:`levels` - integer grey levels ``0 .. levels-1`` (``digits(as_levels=True)``);
 * :func:`intensities` - float intensities in [0, 1] (``digits()``);
 * :func:`labels` - integer class ids in ``[0, num_classes)`` (``-1`` where allowed);
+* :func:`config` - a model's config is of the model's config class;
 * :func:`positive_int`, :func:`positive`, :func:`fraction` - for configs and options;
 * :func:`same_device` - the data are on the model's device.
 
@@ -26,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -35,7 +37,9 @@ from companion.utils import check_shape
 ROUNDING = 1e-5
 """How far float32 rounding may carry an intensity outside [0, 1]."""
 
-__all__ = ["ROUNDING", "tensor", "floats", "levels", "intensities", "labels", "finite",
+C = TypeVar("C")
+
+__all__ = ["ROUNDING", "config", "tensor", "floats", "levels", "intensities", "labels", "finite",
            "positive_int", "positive", "fraction", "same_device", "model_dtype", "model_device"]
 
 
@@ -149,6 +153,15 @@ def labels(name: str, y: object, num_classes: int, *, b: int | None = None,
         allowed = f"[{lo}, {num_classes})" + (" (-1 = no label)" if allow_none else "")
         raise ValueError(f"expected {name} in {allowed}, got values in [{y.min().item()}, {y.max().item()}]")
     return y.long()
+
+
+def config(value: object, kind: type[C]) -> C:
+    """``value`` if it is a ``kind`` config (every model is built as ``Model(config)``); a clear error otherwise."""
+    if not isinstance(value, kind):
+        article = "an" if kind.__name__[0] in "AEIOU" else "a"
+        raise ValueError(f"expected {article} {kind.__name__}, got {type(value).__name__} "
+                         f"(build the model from a config: Model({kind.__name__}(...)))")
+    return value
 
 
 def positive_int(name: str, value: object) -> int:

@@ -120,8 +120,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
-        c = config
-        self.config = c
+        c = self.config = checks.config(config, CLIPConfig)
         self.start = c.vocab_size                        # the start token's id
         self.token_emb = nn.Embedding(c.vocab_size + 1, c.text_dim)
         self.blocks = nn.ModuleList(Block(c.text_dim, c.heads) for _ in range(c.text_layers))
@@ -147,7 +146,7 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
-        c = config
+        c = checks.config(config, CLIPConfig)
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(c.image_dim, c.image_hidden), nn.GELU(),
                                  nn.Linear(c.image_hidden, c.image_hidden), nn.GELU(),
                                  nn.Linear(c.image_hidden, c.embed_dim))
@@ -162,7 +161,7 @@ class CLIP(nn.Module):
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
-        self.config = config
+        self.config = checks.config(config, CLIPConfig)
         self.text = TextEncoder(config)
         self.image = ImageEncoder(config)
         self.log_tau = nn.Parameter(torch.tensor(1 / 0.07).log())

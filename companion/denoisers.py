@@ -118,7 +118,7 @@ class MLPDenoiser(nn.Module):
 
     def __init__(self, config: MLPDenoiserConfig = MLPDenoiserConfig()) -> None:
         super().__init__()
-        self.config = c = config
+        self.config = c = checks.config(config, MLPDenoiserConfig)
         self.cond = _Conditioning(c.time_dim, c.hidden, c.num_classes, c.context_dim)
         self.inp = nn.Linear(c.data_dim, c.hidden)
         self.blocks_in = nn.ModuleList(nn.Linear(c.hidden, c.hidden) for _ in range(c.layers))
@@ -194,7 +194,7 @@ class TinyUNet(nn.Module):
 
     def __init__(self, config: UNetConfig = UNetConfig()) -> None:
         super().__init__()
-        self.config = c = config
+        self.config = c = checks.config(config, UNetConfig)
         ch, emb, gr = c.channels, 2 * c.channels, c.groups
         self.cond = _Conditioning(c.time_dim, emb, c.num_classes)
         self.inp = nn.Conv2d(1, ch, 3, padding=1)

@@ -206,9 +206,7 @@ class Diffusion(nn.Module):
 
     def __init__(self, config: DiffusionConfig = DiffusionConfig()) -> None:
         super().__init__()
-        if not isinstance(config, DiffusionConfig):
-            raise ValueError(f"expected a DiffusionConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = checks.config(config, DiffusionConfig)
         image = isinstance(config.denoiser, UNetConfig)
         self.net = TinyUNet(config.denoiser) if image else MLPDenoiser(config.denoiser)
         self.schedule = config.noise_schedule()

@@ -101,7 +101,7 @@ class Generator(nn.Module):
 
     def __init__(self, config: GANConfig = GANConfig()) -> None:
         super().__init__()
-        self.config = config
+        self.config = checks.config(config, GANConfig)
         self.latent_dim = config.latent_dim
         hidden = [config.hidden] * config.layers
         self.net = _mlp([config.latent_dim, *hidden, config.data_dim], nn.ReLU)
@@ -125,7 +125,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, config: GANConfig = GANConfig()) -> None:
         super().__init__()
-        self.config = config
+        self.config = checks.config(config, GANConfig)
         self.pack = config.pack
         self.net = _mlp([config.data_dim * config.pack, *[config.hidden] * config.layers, 1],
                         lambda: nn.LeakyReLU(0.2))
@@ -168,7 +168,7 @@ class ConvGenerator(nn.Module):
 
     def __init__(self, config: DigitGANConfig = DigitGANConfig()) -> None:
         super().__init__()
-        self.config = config
+        self.config = checks.config(config, DigitGANConfig)
         self.latent_dim = config.latent_dim
         w = config.width
         self.project = nn.Sequential(nn.Linear(config.latent_dim + config.num_classes, 2 * w * 16),
@@ -196,7 +196,7 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, config: DigitGANConfig = DigitGANConfig()) -> None:
         super().__init__()
-        self.config = config
+        self.config = checks.config(config, DigitGANConfig)
         w = config.width
         self.net = nn.Sequential(
             nn.Conv2d(1 + config.num_classes, w, 3, stride=2, padding=1), nn.LeakyReLU(0.2),

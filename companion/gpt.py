@@ -112,7 +112,7 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.config = config
+        self.config = checks.config(config, GPTConfig)
         n, dim = config.context, config.dim
         self.tok_emb = nn.Embedding(config.vocab_size, dim)
         if config.positions == "learned":

@@ -87,8 +87,7 @@ class RealNVP(Flow):
     """
 
     def __init__(self, config: RealNVPConfig, *, preprocess: list[nn.Module] | None = None) -> None:
-        if not isinstance(config, RealNVPConfig):
-            raise ValueError(f"expected a RealNVPConfig, got {type(config).__name__}")
+        checks.config(config, RealNVPConfig)
         d, c = config.dim, config
         transforms: list[nn.Module] = list(preprocess or [])
         if c.levels is not None:

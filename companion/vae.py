@@ -72,10 +72,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None) -> None:
         super().__init__()
-        c = VAEConfig() if config is None else config
-        if not isinstance(c, VAEConfig):
-            raise ValueError(f"expected a VAEConfig, got {type(c).__name__}")
-        self.config = c
+        c = self.config = checks.config(VAEConfig() if config is None else config, VAEConfig)
         self.encoder = nn.Sequential(InputDropout(c.input_dropout), *mlp(c.in_dim, c.hidden, 2 * c.latent_dim))
         self.decoder = mlp(c.latent_dim, c.hidden, c.in_dim * c.levels if c.likelihood == "categorical" else c.in_dim)
         if c.likelihood == "gaussian":

@@ -81,3 +81,16 @@ def test_intensities_allow_float_rounding_only():
     assert checks.intensities("x", x) is not None
     with pytest.raises(ValueError, match=r"values up to 1.001"):
         checks.intensities("x", torch.tensor([[1.001]]))
+
+
+@pytest.mark.parametrize("build", [
+    "arm.PixelARM", "autoencoder.Autoencoder", "clip.CLIP", "clip.TextEncoder", "clip.ImageEncoder",
+    "denoisers.MLPDenoiser", "denoisers.TinyUNet", "diffusion.Diffusion", "gan.Generator", "gan.Discriminator",
+    "gan.ConvGenerator", "gan.ConvDiscriminator", "gpt.GPT", "realnvp.RealNVP", "vae.VAE"])
+def test_every_model_refuses_what_is_not_its_config(build):
+    """One check for every model: a wrong config (here a dict of sizes) is named, not an AttributeError deep inside."""
+    import importlib
+    module, name = build.split(".")
+    model = getattr(importlib.import_module(f"companion.{module}"), name)
+    with pytest.raises(ValueError, match=r"expected an? \w+Config, got dict \(build the model from a config"):
+        model({"hidden": 8})
