@@ -44,7 +44,8 @@ class Family:
     """One row of the table: the family's module, its model from the recipe, how it trains and is read.
 
     ``make`` builds the untrained model; ``recipe`` holds its sizes and optimiser settings
-    (stored with each checkpoint); ``train_options`` go to :func:`companion.train.train`;
+    (stored with each checkpoint); ``train_options`` (schedule, clipping) go to
+    :func:`companion.train.train` with the recipe's;
     ``nll_options`` and ``sample_options`` are the defaults of the module's ``nll`` and
     ``sample`` options; ``likelihood`` is ``"exact"``, ``"bound"`` or ``"none"``. ``game``
     replaces loss-minimisation for a family trained as a game; ``images`` replaces
@@ -91,21 +92,21 @@ _R = RECIPES
 FAMILIES: dict[str, Family] = {
     "vae": Family(vae, lambda: vae.VAE(vae.VAEConfig(latent_dim=_R["vae"]["latent_dim"], hidden=_R["vae"]["hidden"],
                                                      likelihood="categorical")),
-                  _R["vae"], "bound", dict(weight_decay=0.0), dict(k=100), images=_vae_means),
+                  _R["vae"], "bound", nll_options=dict(k=100), images=_vae_means),
     "gan": Family(gan, lambda: gan.ConvGenerator(gan.DigitGANConfig(latent_dim=_R["gan"]["latent_dim"],
                                                                     width=_R["gan"]["width"], num_classes=1)),
                   _R["gan"], "none", game=_gan_game),
     "flow": Family(realnvp, lambda: realnvp.RealNVP(realnvp.RealNVPConfig(
                        dim=64, layers=_R["flow"]["layers"], hidden=_R["flow"]["hidden"], levels=DIGIT_LEVELS)),
-                   _R["flow"], "bound", dict(weight_decay=0.0, max_grad_norm=10.0), dict(k=100)),
+                   _R["flow"], "bound", dict(max_grad_norm=10.0), dict(k=100)),
     "diffusion": Family(diffusion, lambda: diffusion.Diffusion(diffusion.DiffusionConfig(
                             denoiser=UNetConfig(channels=_R["diffusion"]["channels"], num_classes=0),
                             T=_R["diffusion"]["T"], levels=DIGIT_LEVELS)),
-                        _R["diffusion"], "bound", dict(weight_decay=0.0, lr_schedule="cosine"),
+                        _R["diffusion"], "bound", dict(lr_schedule="cosine"),
                         dict(timesteps=20), dict(steps=None)),
     "arm": Family(arm, lambda: arm.PixelARM(arm.PixelARMConfig(layers=_R["arm"]["layers"], heads=_R["arm"]["heads"],
                                                                dim=_R["arm"]["dim"])),
-                  _R["arm"], "exact", dict(weight_decay=1.0, lr_schedule="cosine")),
+                  _R["arm"], "exact", dict(lr_schedule="cosine")),
 }
 """The families compared, in the order of the book."""
 
@@ -152,7 +153,8 @@ def fit(family: str, model: nn.Module, levels: torch.Tensor | None = None, *, se
         return row.game(model, levels, seed=seed, steps=steps, progress=progress)
     g = torch.Generator().manual_seed(seed)
     return train(lambda x: row.module.loss(model, x, generator=g), model, levels, steps=steps,
-                 lr=row.recipe["lr"], batch_size=row.recipe["batch_size"], seed=seed, progress=progress,
+                 lr=row.recipe["lr"], batch_size=row.recipe["batch_size"],
+                 weight_decay=row.recipe.get("weight_decay", 0.0), seed=seed, progress=progress,
                  desc=family, **row.train_options)
 
 
