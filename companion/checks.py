@@ -90,20 +90,21 @@ def finite(name: str, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def floats(name: str, x: object, pattern: str | None = None, *, model: nn.Module | None = None,
+def floats(name: str, x: object, pattern: str | None = None, *, model: object = None,
            low: float | None = None, high: float | None = None, **sizes: int) -> torch.Tensor:
     """Float data, checked: shape, finite, within ``[low, high]``, on ``model``'s device and dtype.
 
     A float64 batch given to a float32 model is cast to float32 (the precision the
     model computes in anyway); integer data is refused, since it usually means grey
-    levels were passed where intensities were expected.
+    levels were passed where intensities were expected. A ``model`` that is a plain
+    function (no parameters to follow) leaves device and dtype as they are.
     """
     x = tensor(name, x, pattern, **sizes)
     if not x.is_floating_point():
         raise ValueError(f"expected {name} to be a float tensor, got {x.dtype}"
                          " (integer grey levels? intensities are levels / 16)")
     finite(name, x)
-    if model is not None:
+    if isinstance(model, nn.Module):
         same_device(name, x, model)
         x = x.to(model_dtype(model))
     if (low is not None and bool((x < low).any())) or (high is not None and bool((x > high).any())):
@@ -112,7 +113,7 @@ def floats(name: str, x: object, pattern: str | None = None, *, model: nn.Module
     return x
 
 
-def intensities(name: str, x: object, pattern: str | None = None, *, model: nn.Module | None = None,
+def intensities(name: str, x: object, pattern: str | None = None, *, model: object = None,
                 **sizes: int) -> torch.Tensor:
     """Float pixel intensities in [0, 1] (``digits()``); grey levels 0..16 are refused.
 

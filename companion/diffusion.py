@@ -37,11 +37,14 @@ __all__ = ["q_sample", "q_posterior", "predict_x0", "ddpm_loss",
            "DiffusionConfig", "Diffusion", "loss", "sample", "nll"]
 
 
-def _placement(model: object) -> tuple[torch.device, torch.dtype]:
-    """Where a denoiser computes: its device and dtype (the CPU and the default dtype for a plain function)."""
+def _placement(model: object, like: torch.Tensor | None = None) -> tuple[torch.device, torch.dtype]:
+    """Where a denoiser computes: its device and dtype; for a plain function, those of the data ``like``
+    (the CPU and the default dtype when there is none)."""
     if isinstance(model, nn.Module):
         return checks.model_device(model), checks.model_dtype(model)
-    return torch.device("cpu"), torch.get_default_dtype()
+    if like is None:
+        return torch.device("cpu"), torch.get_default_dtype()
+    return like.device, like.dtype if like.is_floating_point() else torch.get_default_dtype()
 
 
 def _check_data(name: str, x: object, model: object) -> torch.Tensor:
@@ -50,10 +53,10 @@ def _check_data(name: str, x: object, model: object) -> torch.Tensor:
         raise ValueError(f"expected {name} to be float data on the denoiser's scale (e.g. pixels in [-1, 1]), "
                          f"got {x.dtype}: integer grey levels would turn the noise and alpha-bar into integers; "
                          "map them with 2 * levels / 16 - 1, or use diffusion.loss with DiffusionConfig(levels=17)")
-    x = checks.floats(name, x, model=model if isinstance(model, nn.Module) else None)
+    x = checks.floats(name, x, model=model)
     if x.dim() < 2:
         raise ValueError(f"expected {name} to be a batch (b, ...), got shape {tuple(x.shape)}")
-    return x.to(_placement(model)[1])
+    return x
 
 
 def _check_pair(name: str, a: torch.Tensor, x: torch.Tensor) -> None:
@@ -72,8 +75,7 @@ def _check_labels(labels: object, b: int, model: object) -> torch.Tensor:
         raise ValueError(f"expected labels of shape (b, ...) with b={b}, got {got}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer (-1 meaning no condition), got {labels.dtype}")
-    if isinstance(model, nn.Module):
-        checks.same_device("labels", labels, model)
+    checks.same_device("labels", labels, model) if isinstance(model, nn.Module) else None
     return labels.long()
 
 

@@ -21,10 +21,9 @@ import math
 import torch
 from torch import nn
 
-from companion import checks, rng
+from companion import checks, rng, utils
 from companion.data import DIGIT_LEVELS
 from companion.diffusion import _placement, predict_x0, q_posterior, q_sample
-from companion.samplers import _evaluating
 from companion.schedules import NoiseSchedule
 
 __all__ = ["diffusion_nll_bound"]
@@ -82,7 +81,7 @@ def diffusion_nll_bound(net: nn.Module, schedule: NoiseSchedule, x: torch.Tensor
     x = checks.levels("x", x, levels=levels)
     if x.dim() < 2:
         raise ValueError(f"expected x to be a batch of images (b, ...), got shape {tuple(x.shape)}")
-    device, dtype = _placement(net)
+    device, dtype = _placement(net, like=x)
     if isinstance(net, nn.Module):
         checks.same_device("x", x, net)
     x0 = x.to(dtype) / (levels - 1) * 2 - 1                             # levels -> [-1, 1]
@@ -92,7 +91,7 @@ def diffusion_nll_bound(net: nn.Module, schedule: NoiseSchedule, x: torch.Tensor
     ab_last = schedule.alpha_bars[-1].item()                            # L_T, in closed form
     total = 0.5 * ((ab_last * x0_64 ** 2) + (1 - ab_last) - 1 - math.log(1 - ab_last)).flatten(1).sum(1)
     std0 = math.sqrt(schedule.betas[0].item())
-    with _evaluating(net):
+    with utils.mode(net, training=False):
         for t in ts:
             t = t.to(device)
             noise = rng.randn(x0.shape, generator=generator, device=device, dtype=dtype)

@@ -15,22 +15,16 @@ gives the same samples on any device.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from torch import nn
 
 from companion import checks, rng, utils
-from companion.diffusion import _check_labels, _placement, predict_x0, q_posterior, q_sample
+from companion.diffusion import _check_data, _check_labels, _placement, predict_x0, q_posterior, q_sample
 from companion.schedules import NoiseSchedule
 
 __all__ = ["guided_eps", "ddpm_sample", "ddim_timesteps", "ddim_step", "ddim_sample", "inpaint", "x0_estimate"]
-
-
-def _evaluating(model: object) -> contextlib.AbstractContextManager:
-    """The package's one mode policy for samplers and estimators; a plain function has no mode."""
-    return utils.mode(model, training=False) if isinstance(model, nn.Module) else contextlib.nullcontext()
 
 
 def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor,
@@ -57,20 +51,23 @@ def guided_eps(model: nn.Module, x: torch.Tensor, t: torch.Tensor,
 
 
 def _start(model: object, shape: tuple[int, ...], noise: torch.Tensor | None,
-           generator: torch.Generator | None, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The first state ``x: shape`` on the model's device and dtype (``noise`` or a fresh draw), and the labels."""
+           generator: torch.Generator | None, labels: torch.Tensor | None,
+           like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first state ``x: shape`` on the model's device and dtype (``noise`` or a fresh draw), and the labels.
+
+    A plain-function model computes where the data ``like`` (or the given ``noise``) are."""
     shape = tuple(shape)
     if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
         raise ValueError(f"shape must be a tuple of positive ints starting with the batch size, got {shape}")
     if labels is not None:
         labels = _check_labels(labels, shape[0], model)
-    device, dtype = _placement(model)
     if noise is None:
+        device, dtype = _placement(model, like)
         return rng.randn(shape, generator=generator, device=device, dtype=dtype), labels
-    noise = checks.floats("noise", noise, model=model if isinstance(model, nn.Module) else None)
+    noise = checks.floats("noise", noise, model=model)
     if tuple(noise.shape) != shape:
         raise ValueError(f"expected noise of shape {shape}, got {tuple(noise.shape)}")
-    return noise.to(dtype).clone(), labels
+    return noise.clone(), labels
 
 
 def _steps(n: int, step: int, device: torch.device) -> torch.Tensor:
@@ -97,7 +94,7 @@ def ddpm_sample(model: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...
     """
     x, labels = _start(model, shape, noise, generator, labels)
     path = [x]
-    with _evaluating(model):
+    with utils.mode(model, training=False):
         for step in reversed(range(schedule.T)):
             t = _steps(x.shape[0], step, x.device)
             x0 = predict_x0(x, t, guided_eps(model, x, t, labels, guidance_scale), schedule)
@@ -180,7 +177,7 @@ def ddim_sample(model: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...
     ts = ddim_timesteps(schedule.T, steps, start)
     x, labels = _start(model, shape, noise, generator, labels)
     path = [x]
-    with _evaluating(model):
+    with utils.mode(model, training=False):
         for t, t_prev in zip(ts, ts[1:] + [-1]):
             eps = guided_eps(model, x, _steps(x.shape[0], t, x.device), labels, guidance_scale)
             x = ddim_step(x, eps, t, t_prev, schedule, eta=eta, clip=clip, generator=generator)
@@ -212,10 +209,7 @@ def inpaint(model: nn.Module, schedule: NoiseSchedule, x_known: torch.Tensor, ma
         >>> x.shape, x[:, 0].tolist()                            # the known entry is kept
         (torch.Size([4, 2]), [1.0, 1.0, 1.0, 1.0])
     """
-    x_known = checks.floats("x_known", x_known, model=model if isinstance(model, nn.Module) else None)
-    x_known = x_known.to(_placement(model)[1])
-    if x_known.dim() < 2:
-        raise ValueError(f"x_known must be a batch (b, ...), got {tuple(x_known.shape)}")
+    x_known = _check_data("x_known", x_known, model)
     if not isinstance(resample, int) or resample < 1:
         raise ValueError(f"resample must be an int >= 1, got {resample!r}")
     try:
@@ -226,8 +220,8 @@ def inpaint(model: nn.Module, schedule: NoiseSchedule, x_known: torch.Tensor, ma
         raise ValueError("mask must hold only 0 (fill in) and 1 (keep)")
     ts = ddim_timesteps(schedule.T, steps)
     b, device, dtype = x_known.shape[0], x_known.device, x_known.dtype
-    x, labels = _start(model, tuple(x_known.shape), None, generator, labels)
-    with _evaluating(model):
+    x, labels = _start(model, tuple(x_known.shape), None, generator, labels, like=x_known)
+    with utils.mode(model, training=False):
         for t, t_prev in zip(ts, ts[1:] + [-1]):
             for r in range(resample):
                 eps = guided_eps(model, x, _steps(b, t, device), labels, guidance_scale)
@@ -263,12 +257,12 @@ def x0_estimate(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, t: 
         >>> xt.shape == x0_hat.shape == (1, 1, 8, 8)
         True
     """
-    x0 = checks.floats("x0", x0, model=model if isinstance(model, nn.Module) else None).to(_placement(model)[1])
+    x0 = _check_data("x0", x0, model)
     if not isinstance(t, int) or not 0 <= t < schedule.T:
         raise ValueError(f"t must be an int in [0, {schedule.T}), got {t!r}")
-    noise, labels = _start(model, tuple(x0.shape), noise, generator, labels)
+    noise, labels = _start(model, tuple(x0.shape), noise, generator, labels, like=x0)
     tt = _steps(x0.shape[0], t, x0.device)
     xt = q_sample(x0, tt, noise, schedule)
-    with _evaluating(model):
+    with utils.mode(model, training=False):
         eps = model(xt, tt) if labels is None else model(xt, tt, labels)
     return xt, predict_x0(xt, tt, eps, schedule)

@@ -109,12 +109,13 @@ def num_parameters(model: torch.nn.Module) -> int:
 
 
 @contextmanager
-def mode(model: torch.nn.Module, training: bool) -> Iterator[torch.nn.Module]:
+def mode(model: torch.nn.Module | Callable, training: bool) -> Iterator[torch.nn.Module | Callable]:
     """Put ``model`` in training (``True``) or evaluation mode inside the block, then restore its mode.
 
     The package's one policy: every sampler and estimator runs the model in
     evaluation mode, every trainer in training mode, and each leaves the model in
-    the mode it found it in.
+    the mode it found it in. A plain function (a closed-form denoiser, say) has no
+    mode and passes through unchanged.
 
     Example:
         >>> net = torch.nn.Dropout(0.5).train()
@@ -125,7 +126,8 @@ def mode(model: torch.nn.Module, training: bool) -> Iterator[torch.nn.Module]:
         True
     """
     if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        yield model
+        return
     was_training = model.training
     model.train(training)
     try:
