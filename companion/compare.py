@@ -48,8 +48,7 @@ class Family:
     :func:`companion.train.train` with the recipe's;
     ``nll_options`` and ``sample_options`` are the defaults of the module's ``nll`` and
     ``sample`` options; ``likelihood`` is ``"exact"``, ``"bound"`` or ``"none"``. ``game``
-    replaces loss-minimisation for a family trained as a game; ``images`` replaces
-    "sample, then convert to [0, 1]" for a family whose customary picture is another one.
+    replaces loss-minimisation for a family trained as a game.
     """
 
     module: ModuleType
@@ -60,7 +59,6 @@ class Family:
     nll_options: Mapping[str, object] = field(default_factory=dict)
     sample_options: Mapping[str, object] = field(default_factory=dict)
     game: Callable[..., list[float]] | None = None
-    images: Callable[..., torch.Tensor] | None = None
 
 
 def _gan_game(model: gan.ConvGenerator, levels: torch.Tensor, *, seed: int, steps: int,
@@ -72,11 +70,6 @@ def _gan_game(model: gan.ConvGenerator, levels: torch.Tensor, *, seed: int, step
     out = gan.train_gan(model, disc, (to_intensities(levels), labels), steps=steps, batch_size=r["batch_size"],
                         lr=r["lr"], seed=seed, desc="gan", progress=progress)
     return out["g_loss"]
-
-
-def _vae_means(model: vae.VAE, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The VAE's customary picture: the decoder's mean E[x | z] for z ~ N(0, I), in [0, 1]."""
-    return vae.sample(model, n, generator=generator, mean=True)
 
 
 RECIPES: dict[str, dict] = {
@@ -92,7 +85,8 @@ _R = RECIPES
 FAMILIES: dict[str, Family] = {
     "vae": Family(vae, lambda: vae.VAE(vae.VAEConfig(latent_dim=_R["vae"]["latent_dim"], hidden=_R["vae"]["hidden"],
                                                      likelihood="categorical")),
-                  _R["vae"], "bound", nll_options=dict(k=100), images=_vae_means),
+                  _R["vae"], "bound", nll_options=dict(k=100),
+                  sample_options=dict(mean=True)),   # the VAE's customary picture: E[x | z], z ~ N(0, I),
     "gan": Family(gan, lambda: gan.ConvGenerator(gan.DigitGANConfig(latent_dim=_R["gan"]["latent_dim"],
                                                                     width=_R["gan"]["width"], num_classes=1)),
                   _R["gan"], "none", game=_gan_game),
@@ -119,7 +113,7 @@ def _family(name: str) -> Family:
 
 def _options(defaults: Mapping[str, object], given: Mapping[str, object]) -> dict[str, object]:
     """The row's defaults, overridden by the given options that this family has (others are ignored)."""
-    return {**defaults, **{k: v for k, v in given.items() if k in defaults and v is not None}}
+    return {**defaults, **{k: v for k, v in given.items() if k in defaults}}
 
 
 def build(family: str, *, seed: int = 0) -> nn.Module:
@@ -164,14 +158,13 @@ def generate(family: str, model: nn.Module, n: int, *, generator: torch.Generato
     """``n`` images ``(n, 1, 8, 8)`` in [0, 1] from the family's ``sample``, for figures and metrics.
 
     Samples of grey levels become ``level / 16``; the VAE shows its decoder's mean
-    image. ``steps`` is passed to samplers that have it (diffusion: DDIM in ``steps``
-    instead of all ``T`` DDPM steps).
+    image (its row's ``mean=True``). ``steps`` is passed to samplers that have it
+    (diffusion: DDIM in ``steps`` instead of all ``T`` DDPM steps).
     """
     row = _family(family)
     checks.positive_int("n", n)
-    if row.images is not None:
-        return row.images(model, n, generator=generator)
-    x = row.module.sample(model, n, generator=generator, **_options(row.sample_options, {"steps": steps}))
+    given = {} if steps is None else {"steps": steps}
+    x = row.module.sample(model, n, generator=generator, **_options(row.sample_options, given))
     return x if x.is_floating_point() else to_intensities(x)
 
 

@@ -12,7 +12,6 @@ model from them, with its config and the family's protocol verbs.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -31,10 +30,7 @@ def _check_input(module: nn.Module, x: object, name: str = "x") -> torch.Tensor:
     if not x.is_floating_point():
         raise ValueError(f"expected {name} to be a floating-point tensor, got {x.dtype}"
                          " (integer grey levels? dequantize them first)")
-    for t in itertools.chain(module.parameters(), module.buffers()):   # the first one tells where the module is
-        checks.same_device(name, x, module)
-        return x.to(t.dtype) if t.is_floating_point() else x
-    return x
+    return checks.same_device(name, x, module).to(checks.model_dtype(module))
 
 
 class ElementwiseAffine(nn.Module):

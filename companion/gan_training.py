@@ -47,7 +47,7 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor,
     """
     real = checks.finite("real", checks.tensor("real", real))
     fake = checks.finite("fake", checks.tensor("fake", fake))
-    if real.shape != fake.shape or real.dim() < 2 or not real.is_floating_point():
+    if real.shape != fake.shape or real.dim() < 2 or not (real.is_floating_point() and fake.is_floating_point()):
         raise ValueError(f"real and fake must share a shape (b, ...) and a float dtype, got "
                          f"{tuple(real.shape)} {real.dtype} and {tuple(fake.shape)} {fake.dtype}")
     if real.device != fake.device:

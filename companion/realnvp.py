@@ -169,6 +169,8 @@ def dequantized_nll(flow: Flow, levels: torch.Tensor, *, k: int = 100,
     _check_flow(flow)
     checks.positive_int("k", k)
     x = checks.tensor("levels", levels)
+    if isinstance(flow, RealNVP) and flow.config.levels is not None:
+        x = checks.levels("levels", x, levels=flow.config.levels)
     if x.dim() < 2 or x[0].numel() != flow.dim:
         raise ValueError(f"expected levels of shape (b, {flow.dim}) or (b, ...) with {flow.dim} entries per "
                          f"example, got {tuple(x.shape)}")

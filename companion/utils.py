@@ -128,12 +128,13 @@ def mode(model: torch.nn.Module | Callable, training: bool) -> Iterator[torch.nn
     if not isinstance(model, torch.nn.Module):
         yield model
         return
-    was_training = model.training
+    was_training = {m: m.training for m in model.modules()}   # each part: a frozen part stays frozen
     model.train(training)
     try:
         yield model
     finally:
-        model.train(was_training)
+        for m, flag in was_training.items():
+            m.training = flag
 
 
 def show_source(obj: object) -> object:

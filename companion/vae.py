@@ -269,7 +269,8 @@ def sample(model: VAE, n: int, *, generator: torch.Generator | None = None, mean
     elif likelihood == "bernoulli":                                     # x_j ~ Bernoulli(sigmoid(logit_j))
         x = rng.bernoulli(torch.sigmoid(params), generator=generator)
     else:                                                               # x = mean + sigma * eps
-        x = params + model.log_sigma.exp() * rng.randn(params.shape, generator=generator, device=params.device)
+        x = params + model.log_sigma.exp() * rng.randn(params.shape, generator=generator, device=params.device,
+                                                             dtype=params.dtype)
     return x.reshape(n, *model.config.data_shape)
 
 

@@ -60,3 +60,14 @@ def test_bad_input_raises(tmp_path):
         compare.fit("arm", compare.build("arm"), digits("train")[0][:8], steps=1, progress=False)
     with pytest.raises(ValueError, match="steps must be a positive int"):
         compare.fit("arm", compare.build("arm"), steps=0, progress=False)
+
+
+def test_an_option_of_none_reaches_the_family():
+    """timesteps=None means all T steps of the diffusion bound; the table must not replace it by its default."""
+    from companion import diffusion
+    model = compare.build("diffusion", seed=0)
+    x = digits("val", as_levels=True)[0][:2]
+    got = compare.negative_log_likelihood("diffusion", model, x, generator=torch.Generator().manual_seed(0),
+                                          timesteps=None)
+    torch.testing.assert_close(got, diffusion.nll(model, x, generator=torch.Generator().manual_seed(0),
+                                                  timesteps=None))

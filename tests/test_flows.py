@@ -200,3 +200,10 @@ def test_a_flow_on_cuda_samples_what_it_samples_on_the_cpu():
     with pytest.raises(ValueError, match="is on cpu but the model is on cuda"):
         flow.log_prob(torch.zeros(3, 2))
     assert math.isfinite(flow.log_prob(torch.zeros(3, 2, device="cuda")).sum().item())
+
+
+def test_a_permutation_casts_float64_like_every_bijection():
+    """Its first buffer is the int64 permutation: the dtype comes from the module's floats, not its first tensor."""
+    perm = Permutation(torch.tensor([1, 0]))
+    z, _ = perm(torch.zeros(3, 2, dtype=torch.float64))
+    assert z.dtype == torch.get_default_dtype()

@@ -169,3 +169,8 @@ def test_the_game_plays_on_every_device_with_a_cpu_generator(device):
     real = torch.rand(4, 2, device=device)
     penalty = gradient_penalty(lambda x: x.sum(1), real, real.flip(0), generator=torch.Generator().manual_seed(0))
     assert penalty.device.type == device
+
+
+def test_gradient_penalty_refuses_integer_fakes():
+    with pytest.raises(ValueError, match="a float dtype"):
+        gradient_penalty(lambda x: x.sum(1), torch.zeros(4, 2), torch.zeros(4, 2, dtype=torch.long))

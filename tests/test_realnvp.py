@@ -225,3 +225,9 @@ def test_the_verbs_on_cuda_give_the_cpu_answers_for_one_seed(g):
     assert on_gpu[0].device.type == "cuda" and (on_gpu[0].cpu() != on_cpu[0]).float().mean() < 0.01
     assert torch.allclose(on_gpu[1].cpu(), on_cpu[1], atol=1e-3)
     assert loss(flow, x.cuda(), generator=g).device.type == "cuda"
+
+
+def test_the_dequantisation_bound_refuses_levels_out_of_range():
+    flow = RealNVP(RealNVPConfig(dim=4, layers=1, hidden=8, levels=17))
+    with pytest.raises(ValueError, match=r"grey levels 0..16, got values in \[-5, 50\]"):
+        dequantized_nll(flow, torch.tensor([[0, 1, -5, 50]]), k=2)

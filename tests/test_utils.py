@@ -67,3 +67,14 @@ def test_best_time_is_the_fastest_of_the_repeats():
     assert len(calls) == 4 and 0 <= elapsed < 0.1
     with pytest.raises(ValueError, match="repeats"):
         best_time(lambda: None, repeats=0)
+
+
+def test_mode_restores_every_part_a_frozen_part_stays_frozen():
+    from companion.utils import mode
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Dropout(0.5)).train()
+    model[1].eval()                                   # a frozen part, as LatentSpace freezes its VAE
+    with mode(model, training=False):
+        assert not any(m.training for m in model.modules())
+    assert model.training and model[0].training and not model[1].training
+    with mode(lambda x: x, training=False) as f:      # a plain function has no mode
+        assert f(3) == 3

@@ -214,3 +214,8 @@ def test_bad_arguments_raise_clear_errors():
         decode_latent(vae, torch.zeros(1, 3))
     with pytest.raises(ValueError, match="generator must be a torch.Generator"):
         sample(vae, 2, generator=0)
+
+
+def test_gaussian_samples_keep_the_models_dtype():
+    model = VAE(VAEConfig(data_shape=(2,), latent_dim=2, hidden=8, likelihood="gaussian")).double()
+    assert sample(model, 3, generator=torch.Generator().manual_seed(0)).dtype == torch.float64
