@@ -59,12 +59,16 @@ def tensor(name: str, x: object, pattern: str | None = None, **sizes: int) -> to
     return x
 
 
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of ``model``'s first floating parameter or buffer (float32 if none)."""
+def model_dtype(model: nn.Module, default: torch.dtype | None = None) -> torch.dtype:
+    """The floating dtype of ``model``'s first floating parameter or buffer.
+
+    A model with none (a fixed map such as a logit or a permutation) computes in the
+    dtype of what it is given: pass that as ``default`` (else PyTorch's default dtype).
+    """
     for t in (*model.parameters(), *model.buffers()):
         if t.is_floating_point():
             return t.dtype
-    return torch.get_default_dtype()
+    return torch.get_default_dtype() if default is None else default
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -30,7 +30,7 @@ def _check_input(module: nn.Module, x: object, name: str = "x") -> torch.Tensor:
     if not x.is_floating_point():
         raise ValueError(f"expected {name} to be a floating-point tensor, got {x.dtype}"
                          " (integer grey levels? dequantize them first)")
-    return checks.same_device(name, x, module).to(checks.model_dtype(module))
+    return checks.same_device(name, x, module).to(checks.model_dtype(module, default=x.dtype))
 
 
 class ElementwiseAffine(nn.Module):

@@ -100,6 +100,16 @@ def test_check_fails_on_a_missing_chapter_and_passes_a_complete_report(tmp_path,
     assert json.loads(path.read_text())["chapters"][0]["chapter"].startswith("book/")
 
 
+def test_a_run_on_some_chapters_keeps_the_others_in_the_report(tmp_path):
+    chapters = toc_notebooks()
+    path = tmp_path / "execution_report.json"
+    measured = [(p, chapter(cpu_report.chapter_key(p), 10.0)) for p in chapters]
+    earlier = [{**m, "executed": False} for _, m in measured[1:]]
+    cpu_report.write_report(path, measured[:1], jobs=2, wall_s=5.0, load=((1, 1, 1), (1, 1, 1)), earlier=earlier)
+    assert sorted(cpu_report.chapters_by_key(path)) == sorted(cpu_report.chapter_key(p) for p in chapters)
+    assert cpu_report.main([str(path)]) == 0
+
+
 def test_table_rows_and_the_docutils_table_of_the_status_page():
     cells = [{"index": 3, "line": 42, "source": "fit()", "cpu_s": 9.0, "wall_s": 12.0}]
     report = {"chapters": [chapter("book/vae.md", 30.0, cells),

@@ -45,12 +45,13 @@ def chapter_key(path: Path) -> str:
 
 
 def write_report(path: Path, chapters: list[tuple[Path, dict]], *, jobs: int, wall_s: float,
-                 load: tuple) -> dict:
+                 load: tuple, earlier: list[dict] = ()) -> dict:
+    """Write the report of ``chapters``; ``earlier`` keeps other chapters' entries of a previous report."""
     report = {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "jobs": jobs, "wall_s": round(wall_s, 1), "cpus": os.cpu_count(),
               "load_before": [round(x, 2) for x in load[0]],
               "load_after": [round(x, 2) for x in load[1]],
-              "chapters": [{"chapter": chapter_key(p), **m} for p, m in chapters]}
+              "chapters": [{"chapter": chapter_key(p), **m} for p, m in chapters] + list(earlier)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
     return report

@@ -176,9 +176,10 @@ def run(paths: list[Path], jobs: int, cache_path: Path, report_path: Path, chang
     if failed:
         print(f"Execution failed: {', '.join(failed)}", file=sys.stderr)
         return 1
+    names = {cpu_report.chapter_key(p) for p in paths}      # a run on some chapters keeps the others' entries
     cpu_report.write_report(report_path, [(p, measured[p]) for p in paths], jobs=jobs,
-                            wall_s=time.perf_counter() - started,
-                            load=(load_before, os.getloadavg()))
+                            wall_s=time.perf_counter() - started, load=(load_before, os.getloadavg()),
+                            earlier=[{**c, "executed": False} for key, c in previous.items() if key not in names])
     print(f"Executed in {time.perf_counter() - started:.0f} s; report: {report_path}", flush=True)
     return 0
 
