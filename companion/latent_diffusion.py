@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from companion import checks, diffusion, rng, samplers
+from companion import checks, rng, samplers
 from companion.clip import TextEncoder, WordTokenizer, digit_prompts
 from companion.denoisers import MLPDenoiser, MLPDenoiserConfig
-from companion.gpt import token_ids
+from companion.schedules import NoiseSchedule
 from companion.utils import check_shape
 from companion.vae import VAE, decode_latent
 
@@ -144,7 +144,7 @@ def caption_sampler(tokenizer: WordTokenizer, templates: tuple[str, ...], *,
 
 
 @torch.no_grad()
-def generate(denoiser: TextConditionedDenoiser, latent: LatentSpace, schedule: diffusion.NoiseSchedule,
+def generate(denoiser: TextConditionedDenoiser, latent: LatentSpace, schedule: NoiseSchedule,
              tokenizer: WordTokenizer, prompts: list[str], *, per_prompt: int = 1, steps: int = 50,
              guidance_scale: float = 3.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """Text to images: ``per_prompt`` images for each prompt, ``(len(prompts) * per_prompt, 1, 8, 8)`` in [0, 1].

@@ -40,7 +40,7 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
         >>> abs(energy_distance(a, b)) < 0.02, energy_distance(a, b + 3) > 1
         (True, True)
     """
-    checks.finite("x", checks.floats("x", x, "n d"))
+    checks.floats("x", x, "n d")
     checks.floats("y", y, "m d", d=x.shape[1])
     if x.shape[0] < 2 or y.shape[0] < 2:
         raise ValueError(f"need at least 2 points in each sample, got {x.shape[0]} and {y.shape[0]}")
