@@ -1,6 +1,7 @@
 # The course's commands (see README.md):
 #   make book       set up .venv if needed, execute every chapter (two at a time), build the site into
-#                   _build/html (with a slide deck per chapter in _build/html/slides/), then check it
+#                   _build/html (with a slide deck per chapter in _build/html/slides/ and the whole
+#                   book as one PDF, _build/html/course.pdf, printed by Chromium), then check it
 #                   and check every chapter's CPU seconds against the budget
 #   make draft      for authors: rebuild the site after an edit, executing only the chapters whose
 #                   code changed since the last build (prose-only edits execute nothing)
@@ -71,9 +72,10 @@ book: $(STAMP) $(NPM_STAMP)
 	$(call copy_vendor,$(SITE))
 	$(BIN)/python tools/notebooks.py $(SITE)
 	$(BIN)/python tools/slides.py $(SITE)
+	$(BIN)/python tools/book_pdf.py $(SITE)
 	$(BIN)/python tests/check_site.py $(SITE)
 	$(BIN)/python tools/cpu_report.py --limit $(CPU_BUDGET)
-	@echo "The site is in $(SITE) (open $(SITE)/index.html; slides in $(SITE)/slides/)."
+	@echo "The site is in $(SITE) (open $(SITE)/index.html; slides in $(SITE)/slides/; the book as a PDF: $(SITE)/course.pdf)."
 
 # For authors, after an edit: executes only the chapters whose code cells changed since
 # they were last executed into the cache (not a change in companion/: use make book), then
@@ -97,7 +99,7 @@ slides: $(STAMP) $(NPM_STAMP)
 site-test: $(STAMP)
 	test -f $(SITE)/index.html || $(MAKE) book
 	$(BIN)/python -m pytest tests/test_slides.py tests/test_site_links.py tests/test_site_browser.py \
-		tests/test_notebooks_site.py -m site \
+		tests/test_notebooks_site.py tests/test_book_pdf.py -m site \
 		--durations=5 -p no:cacheprovider
 
 # pytest-xdist: $(JOBS) processes, each taking a whole file at a time (a chapter's cells share
@@ -129,6 +131,7 @@ student: $(STAMP) $(NPM_STAMP)
 	$(call copy_vendor,$(STUDENT)/_build/html)
 	$(BIN)/python tools/notebooks.py $(STUDENT)/_build/html --student
 	$(BIN)/python tools/slides.py $(STUDENT)/_build/html
+	$(BIN)/python tools/book_pdf.py $(STUDENT)/_build/html
 	$(BIN)/python tests/check_site.py $(STUDENT)/_build/html --student
 	@echo "The student edition is in $(STUDENT)/_build/html."
 

@@ -11,7 +11,8 @@ On every page that is a notebook (a chapter), it
   workflow publishes the site to the branch ``course_notebooks_branch``, so Colab
   opens ``github/<org>/<repo>/blob/<branch>/_notebooks/<page>.ipynb``.
 
-On every page it also removes a script that another extension registered twice
+On every page it adds a header button to the whole book as one PDF, ``course.pdf`` (printed
+after the build by ``tools/book_pdf.py``). It also removes a script that another extension registered twice
 (sphinx-thebe's inline ``const THEBE_JS_URL = ...`` ends up twice in every page, and
 the second copy throws "Identifier has already been declared"), and it sets the theme's
 ``default_mode`` (an ``html_context`` value) to ``light`` (left empty, pydata-sphinx-theme logs "Got invalid theme
@@ -53,6 +54,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx_exercise.nodes import solution_node
 
 SLIDES_DIR = "slides"
+BOOK_PDF = "course.pdf"                  # tools/book_pdf.py (its PDF_NAME)
 NOTEBOOKS_DIR = "_notebooks"
 REQUIREJS = "_vendor/requirejs/require.js"
 WIDGETS_DIR = "_vendor/html-manager"
@@ -74,6 +76,17 @@ def slides_button(context: dict[str, Any], pagename: str) -> dict[str, str]:
     }
 
 
+def pdf_button(context: dict[str, Any]) -> dict[str, str]:
+    """The whole book as one PDF (``tools/book_pdf.py`` prints it after the build)."""
+    return {
+        "type": "link",
+        "url": context["pathto"](BOOK_PDF, 1),
+        "tooltip": "The whole book as one PDF",
+        "icon": "fas fa-file-pdf",
+        "label": "pdf-button",
+    }
+
+
 def colab_notebook_url(colab_url: str, org: str, repo: str, branch: str, pagename: str) -> str:
     return f"{colab_url.rstrip('/')}/github/{org}/{repo}/blob/{branch}/{NOTEBOOKS_DIR}/{pagename}.ipynb"
 
@@ -81,7 +94,10 @@ def colab_notebook_url(colab_url: str, org: str, repo: str, branch: str, pagenam
 def add_course_buttons(app: Sphinx, pagename: str, templatename: str,
                        context: dict[str, Any], doctree: Any) -> None:
     buttons = context.get("header_buttons")
-    if buttons is None or doctree is None or not is_notebook(app, pagename, context):
+    if buttons is None or doctree is None:
+        return
+    buttons.append(pdf_button(context))
+    if not is_notebook(app, pagename, context):
         return
     buttons.insert(0, slides_button(context, pagename))
 
