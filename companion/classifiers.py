@@ -37,8 +37,12 @@ class GaussianClassifier:
               \Sigma_y = \frac{1}{n_y}\sum_{i: y_i = y} (x_i - \mu_y)(x_i - \mu_y)^\top
 
     With ``shared_covariance=True`` one pooled :math:`\Sigma` serves every class
-    (LDA). ``ridge`` is added to the covariance diagonal so that a handful of
-    points still gives an invertible matrix.
+    (LDA). With ``diagonal=True`` only the variances are kept, :math:`\Sigma_y =
+    \operatorname{diag}(\sigma^2_{y,1}, \dots, \sigma^2_{y,D})`: the features are
+    independent given the class, which is Gaussian naive Bayes (with a shared
+    covariance too, the naive Bayes of Ng & Jordan 2001, whose posterior is
+    logistic). ``ridge`` is added to the covariance diagonal so that a handful
+    of points still gives an invertible matrix.
 
     Example:
         >>> x = torch.tensor([[0., 0.], [0., 1.], [3., 0.], [3., 1.]])
@@ -47,11 +51,12 @@ class GaussianClassifier:
         [0, 1]
     """
 
-    def __init__(self, shared_covariance: bool = True, ridge: float = 1e-3) -> None:
+    def __init__(self, shared_covariance: bool = True, ridge: float = 1e-3, diagonal: bool = False) -> None:
         if ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {ridge}")
         self.shared_covariance = shared_covariance
         self.ridge = ridge
+        self.diagonal = diagonal
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, num_classes: int | None = None) -> GaussianClassifier:
         _check_xy(x, y)
@@ -68,6 +73,8 @@ class GaussianClassifier:
         if self.shared_covariance:
             pooled = (centred.T @ centred) / x.shape[0]                             # Sigma: (d, d)
             covs = pooled.expand(k, d, d).clone()
+        if self.diagonal:                                                           # naive Bayes
+            covs = torch.diag_embed(torch.diagonal(covs, dim1=-2, dim2=-1))
         self.covs = covs + self.ridge * torch.eye(d, dtype=torch.float64)          # Sigma_y: (k, d, d)
         self._dist = torch.distributions.MultivariateNormal(self.means, covariance_matrix=self.covs)
         return self

@@ -82,3 +82,17 @@ def test_accuracy_refuses_a_column_of_labels():
     assert accuracy(model, x, model.predict(x)) == 1.0
     with pytest.raises(ValueError, match=r"expected y of shape \(n\)"):
         accuracy(model, x, model.predict(x)[:, None])
+
+
+def test_diagonal_is_gaussian_naive_bayes_of_scikit_learn():
+    from sklearn.naive_bayes import GaussianNB
+
+    x, y = two_moons(300, noise=0.3, seed=4, return_labels=True)
+    ours = GaussianClassifier(shared_covariance=False, diagonal=True, ridge=0.0).fit(x, y)
+    ref = GaussianNB(var_smoothing=0.0).fit(x.double().numpy(), y.numpy())
+    assert torch.allclose(ours.means, torch.as_tensor(ref.theta_))
+    assert torch.allclose(torch.diagonal(ours.covs, dim1=-2, dim2=-1), torch.as_tensor(ref.var_))
+    assert torch.allclose(ours.predict_proba(x).double(), torch.as_tensor(ref.predict_proba(x.double().numpy())),
+                          atol=1e-6)
+    shared = GaussianClassifier(diagonal=True).fit(x, y)       # shared and diagonal: off-diagonals are zero
+    assert torch.count_nonzero(shared.covs[0] - torch.diag(torch.diagonal(shared.covs[0]))) == 0
