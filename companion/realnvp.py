@@ -28,6 +28,7 @@ from torch import nn
 
 from companion import checks, rng
 from companion.flows import ActNorm, AffineCoupling, ElementwiseAffine, Flow, Logit, Permutation, StandardNormal
+from companion.glow import InvertibleConv1x1
 from companion.utils import mode
 
 __all__ = ["RealNVPConfig", "RealNVP", "dequantize", "dequantized_nll", "loss", "sample", "nll",
@@ -42,6 +43,9 @@ class RealNVPConfig:
     levels ``0 .. L-1`` in square images ``(b, 1, h, w)``, ``h * w = dim``, through the fixed
     maps :math:`y / L` and a logit with margin ``alpha``. ``permute_seed=None`` alternates
     even/odd masks; an int also permutes the coordinates between layers, at random from that seed.
+    ``conv1x1=True`` (needs ``permute_seed``) mixes them instead with Glow's learned invertible
+    1x1 convolution over all ``dim`` coordinates (:class:`~companion.glow.InvertibleConv1x1` with
+    ``h = w = 1``), each starting as a random rotation drawn from that seed.
     """
 
     dim: int = 2
@@ -53,6 +57,7 @@ class RealNVPConfig:
     permute_seed: int | None = None
     levels: int | None = None
     alpha: float = 0.05
+    conv1x1: bool = False
 
     def __post_init__(self) -> None:
         for name in ("dim", "layers", "hidden", "net_layers"):
@@ -64,6 +69,10 @@ class RealNVPConfig:
             raise ValueError(f"actnorm must be a bool, got {self.actnorm!r}")
         if self.permute_seed is not None and (type(self.permute_seed) is not int or self.permute_seed < 0):
             raise ValueError(f"permute_seed must be None or an int >= 0, got {self.permute_seed!r}")
+        if not isinstance(self.conv1x1, bool):
+            raise ValueError(f"conv1x1 must be a bool, got {self.conv1x1!r}")
+        if self.conv1x1 and self.permute_seed is None:
+            raise ValueError("conv1x1=True draws its initial rotations from permute_seed: give an int")
         if self.levels is not None:
             if checks.positive_int("levels", self.levels) < 2:
                 raise ValueError(f"levels must be at least 2, got {self.levels}")
@@ -78,7 +87,7 @@ class RealNVP(Flow):
     """The RealNVP :class:`~companion.flows.Flow` of ``config``; ``preprocess`` bijections (points only) run first.
 
     For a model of levels the transforms are ``[y / L, Logit(alpha)]`` then, per layer,
-    ``[ActNorm, Permutation (k > 0, with permute_seed), AffineCoupling]``.
+    ``[ActNorm, Permutation or InvertibleConv1x1 (k > 0, with permute_seed), AffineCoupling]``.
 
     Example:
         >>> flow = RealNVP(RealNVPConfig(dim=2, layers=4, hidden=16))
@@ -101,7 +110,8 @@ class RealNVP(Flow):
             if c.actnorm:
                 transforms.append(ActNorm(d))
             if g is not None and k > 0:
-                transforms.append(Permutation(rng.randperm(d, generator=g)))
+                transforms.append(InvertibleConv1x1(d, generator=g) if c.conv1x1
+                                  else Permutation(rng.randperm(d, generator=g)))
             mask = parity if k % 2 == 0 else 1 - parity
             transforms.append(AffineCoupling(d, mask, c.hidden, net_layers=c.net_layers, clamp=c.clamp))
         super().__init__(transforms, StandardNormal(d))
