@@ -8,10 +8,11 @@ standard normal base. It models one of two kinds of data, set by :class:`RealNVP
   :math:`-\log p(x)`, :func:`sample` returns points ``(n, dim)``;
 * integer grey levels ``x: (b, 1, h, w)`` in ``0 .. levels-1`` with :math:`h w` = ``dim``
   (``levels=17`` for ``digits(as_levels=True)``). The flow is a density on the dequantised
-  :math:`y = x + u \in [0, L)^D`, :math:`u \sim U[0, 1)^D` (:func:`dequantize`); its first two maps
-  are fixed, :math:`y / L` then :class:`~companion.flows.Logit` with ``alpha``, so ``log_prob`` is
-  per unit of grey level and its mass lies in :math:`[0, L)^D` (all of it for ``alpha = 0``; a
-  margin of :math:`L \alpha / (1 - 2\alpha)` on each side otherwise). :func:`loss` is
+  :math:`\tilde x = x + u \in [0, L)^D`, :math:`u \sim U[0, 1)^D` (:func:`dequantize`); its first two
+  maps are fixed, :math:`\tilde x / L` then :class:`~companion.flows.Logit` with ``alpha``, so
+  ``log_prob`` is per unit of grey level. Its support is :math:`[0, L)^D` for ``alpha = 0``, and
+  the larger :math:`(-m, L + m)^D`, :math:`m = L \alpha / (1 - 2\alpha)`, otherwise: the mass in
+  that margin lies in no cell and is lost to the discrete model. :func:`loss` is
   :math:`-\log p(x + u)` with one ``u`` per image; :func:`nll` the ``k``-sample bound
   :func:`dequantized_nll` on the discrete :math:`-\log P(x)`; :func:`sample` the floor of a
   continuous sample, clamped to the levels, ``(n, 1, h, w)`` int64.
@@ -41,7 +42,7 @@ class RealNVPConfig:
 
     ``levels=None``: a density on points ``(b, dim)``; ``levels=L``: a model of integer grey
     levels ``0 .. L-1`` in square images ``(b, 1, h, w)``, ``h * w = dim``, through the fixed
-    maps :math:`y / L` and a logit with margin ``alpha``. ``permute_seed=None`` alternates
+    maps :math:`\\tilde x / L` and a logit with margin ``alpha``. ``permute_seed=None`` alternates
     even/odd masks; an int also permutes the coordinates between layers, at random from that seed.
     ``conv1x1=True`` (needs ``permute_seed``) mixes them instead with Glow's learned invertible
     1x1 convolution over all ``dim`` coordinates (:class:`~companion.glow.InvertibleConv1x1` with
@@ -86,7 +87,7 @@ class RealNVPConfig:
 class RealNVP(Flow):
     """The RealNVP :class:`~companion.flows.Flow` of ``config``; ``preprocess`` bijections (points only) run first.
 
-    For a model of levels the transforms are ``[y / L, Logit(alpha)]`` then, per layer,
+    For a model of levels the transforms are ``[x / L, Logit(alpha)]`` then, per layer,
     ``[ActNorm, Permutation or InvertibleConv1x1 (k > 0, with permute_seed), AffineCoupling]``.
 
     Example:
@@ -101,7 +102,7 @@ class RealNVP(Flow):
         transforms: list[nn.Module] = list(preprocess or [])
         if c.levels is not None:
             if preprocess:
-                raise ValueError("a model of grey levels brings its own preprocessing (y / levels, logit)")
+                raise ValueError("a model of grey levels brings its own preprocessing (x / levels, logit)")
             transforms += [ElementwiseAffine(d, log_scale=torch.full((d,), math.log(c.levels)), trainable=False),
                            Logit(d, alpha=c.alpha)]
         g = None if c.permute_seed is None else torch.Generator().manual_seed(c.permute_seed)
