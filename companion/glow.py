@@ -9,9 +9,9 @@ per pixel, so
 
 A permutation of the channels is the special case of a permutation matrix (:math:`\log|\det W|
 = 0`); a learned :math:`W` lets the flow choose how to mix the coordinates between coupling
-layers. Glow's LU form :math:`W = P L (U + \operatorname{diag}(\operatorname{sign}(s)\, e^{\ell}))`
+layers. Glow's LU form :math:`W = P L (U + \operatorname{diag}(\pm e^{\ell_1}, \dots, \pm e^{\ell_c}))`
 (:math:`P` a fixed permutation, :math:`L` unit lower-triangular, :math:`U` strictly upper-triangular,
-:math:`\ell = \log|s|`) makes :math:`\log|\det W| = \sum_i \ell_i` cost :math:`O(c)` instead of the
+:math:`\ell_i` the log-magnitudes of the diagonal, whose signs stay fixed) makes :math:`\log|\det W| = \sum_i \ell_i` cost :math:`O(c)` instead of the
 :math:`O(c^3)` of a determinant, and keeps :math:`W` invertible for every finite :math:`\ell`.
 
 The module follows :mod:`companion.flows`' convention: it takes flattened maps ``x: (b, c*h*w)``
