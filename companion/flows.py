@@ -119,16 +119,16 @@ class AffineCoupling(nn.Module):
 
     .. math::
         z = m \odot x + (1 - m) \odot \big(x \odot e^{s(m \odot x)}
-            + t(m \odot x)\big), \qquad
+            + b(m \odot x)\big), \qquad
         \log|\det| = \sum_i (1 - m_i)\, s_i(m \odot x) .
 
     The Jacobian is triangular (after reordering): the changed coordinates
     depend on themselves only through the factor :math:`e^{s}`, so the
-    determinant is the product of the diagonal. :math:`s` and :math:`t` come
-    from one MLP with ``net_layers`` hidden layers of ``hidden`` units; the scale
-    is soft-clamped, :math:`s = c \tanh(\tilde s / c)`, so that :math:`e^{s}` stays
-    within :math:`e^{\pm c}`. The last layer starts at zero: a new layer is the
-    identity.
+    determinant is the product of the diagonal. The log-scale :math:`s` and the
+    shift :math:`b` (Dinh et al.'s :math:`t`) come from one MLP with ``net_layers``
+    hidden layers of ``hidden`` units; the scale is soft-clamped,
+    :math:`s = c \tanh(\tilde s / c)`, so that :math:`e^{s}` stays within
+    :math:`e^{\pm c}`. The last layer starts at zero: a new layer is the identity.
 
     Example:
         >>> layer = AffineCoupling(2, torch.tensor([1.0, 0.0]), hidden=8)
@@ -159,20 +159,20 @@ class AffineCoupling(nn.Module):
         self.net = nn.Sequential(*layers, last)
 
     def _scale_shift(self, x_pass: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self.net(x_pass).chunk(2, dim=1)
+        s, b = self.net(x_pass).chunk(2, dim=1)
         s = self.clamp * torch.tanh(s / self.clamp)   # soft clamp: |s| < c
-        return s * (1 - self.mask), t * (1 - self.mask)
+        return s * (1 - self.mask), b * (1 - self.mask)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = _check_input(self, x)
-        s, t = self._scale_shift(x * self.mask)
-        z = x * torch.exp(s) + t              # where mask = 1: s = t = 0
+        s, b = self._scale_shift(x * self.mask)
+        z = x * torch.exp(s) + b              # where mask = 1: s = b = 0
         return z, s.sum(1)
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = _check_input(self, z, "z")
-        s, t = self._scale_shift(z * self.mask)  # z = x where mask = 1
-        x = (z - t) * torch.exp(-s)
+        s, b = self._scale_shift(z * self.mask)  # z = x where mask = 1
+        x = (z - b) * torch.exp(-s)
         return x, -s.sum(1)
 
 

@@ -8,10 +8,11 @@ standard normal base. It models one of two kinds of data, set by :class:`RealNVP
   :math:`-\log p(x)`, :func:`sample` returns points ``(n, dim)``;
 * integer grey levels ``x: (b, 1, h, w)`` in ``0 .. levels-1`` with :math:`h w` = ``dim``
   (``levels=17`` for ``digits(as_levels=True)``). The flow is a density on the dequantised
-  :math:`y = x + u \in [0, L)^D`, :math:`u \sim U[0, 1)^D` (:func:`dequantize`); its first two maps
-  are fixed, :math:`y / L` then :class:`~companion.flows.Logit` with ``alpha``, so ``log_prob`` is
-  per unit of grey level and its mass lies in :math:`[0, L)^D` (all of it for ``alpha = 0``; a
-  margin of :math:`L \alpha / (1 - 2\alpha)` on each side otherwise). :func:`loss` is
+  :math:`\tilde x = x + u \in [0, L)^D`, :math:`u \sim U[0, 1)^D` (:func:`dequantize`); its first two
+  maps are fixed, :math:`\tilde x / L` then :class:`~companion.flows.Logit` with ``alpha``, so
+  ``log_prob`` is per unit of grey level. Its support is :math:`[0, L)^D` for ``alpha = 0``, and
+  the larger :math:`(-m, L + m)^D`, :math:`m = L \alpha / (1 - 2\alpha)`, otherwise: the mass in
+  that margin lies in no cell and is lost to the discrete model. :func:`loss` is
   :math:`-\log p(x + u)` with one ``u`` per image; :func:`nll` the ``k``-sample bound
   :func:`dequantized_nll` on the discrete :math:`-\log P(x)`; :func:`sample` the floor of a
   continuous sample, clamped to the levels, ``(n, 1, h, w)`` int64.
@@ -28,6 +29,7 @@ from torch import nn
 
 from companion import checks, rng
 from companion.flows import ActNorm, AffineCoupling, ElementwiseAffine, Flow, Logit, Permutation, StandardNormal
+from companion.glow import InvertibleConv1x1
 from companion.utils import mode
 
 __all__ = ["RealNVPConfig", "RealNVP", "dequantize", "dequantized_nll", "loss", "sample", "nll",
@@ -40,8 +42,11 @@ class RealNVPConfig:
 
     ``levels=None``: a density on points ``(b, dim)``; ``levels=L``: a model of integer grey
     levels ``0 .. L-1`` in square images ``(b, 1, h, w)``, ``h * w = dim``, through the fixed
-    maps :math:`y / L` and a logit with margin ``alpha``. ``permute_seed=None`` alternates
+    maps :math:`\\tilde x / L` and a logit with margin ``alpha``. ``permute_seed=None`` alternates
     even/odd masks; an int also permutes the coordinates between layers, at random from that seed.
+    ``conv1x1=True`` (needs ``permute_seed``) mixes them instead with Glow's learned invertible
+    1x1 convolution over all ``dim`` coordinates (:class:`~companion.glow.InvertibleConv1x1` with
+    ``h = w = 1``), each starting as a random rotation drawn from that seed.
     """
 
     dim: int = 2
@@ -53,6 +58,7 @@ class RealNVPConfig:
     permute_seed: int | None = None
     levels: int | None = None
     alpha: float = 0.05
+    conv1x1: bool = False
 
     def __post_init__(self) -> None:
         for name in ("dim", "layers", "hidden", "net_layers"):
@@ -64,6 +70,10 @@ class RealNVPConfig:
             raise ValueError(f"actnorm must be a bool, got {self.actnorm!r}")
         if self.permute_seed is not None and (type(self.permute_seed) is not int or self.permute_seed < 0):
             raise ValueError(f"permute_seed must be None or an int >= 0, got {self.permute_seed!r}")
+        if not isinstance(self.conv1x1, bool):
+            raise ValueError(f"conv1x1 must be a bool, got {self.conv1x1!r}")
+        if self.conv1x1 and self.permute_seed is None:
+            raise ValueError("conv1x1=True draws its initial rotations from permute_seed: give an int")
         if self.levels is not None:
             if checks.positive_int("levels", self.levels) < 2:
                 raise ValueError(f"levels must be at least 2, got {self.levels}")
@@ -77,8 +87,8 @@ class RealNVPConfig:
 class RealNVP(Flow):
     """The RealNVP :class:`~companion.flows.Flow` of ``config``; ``preprocess`` bijections (points only) run first.
 
-    For a model of levels the transforms are ``[y / L, Logit(alpha)]`` then, per layer,
-    ``[ActNorm, Permutation (k > 0, with permute_seed), AffineCoupling]``.
+    For a model of levels the transforms are ``[x / L, Logit(alpha)]`` then, per layer,
+    ``[ActNorm, Permutation or InvertibleConv1x1 (k > 0, with permute_seed), AffineCoupling]``.
 
     Example:
         >>> flow = RealNVP(RealNVPConfig(dim=2, layers=4, hidden=16))
@@ -92,7 +102,7 @@ class RealNVP(Flow):
         transforms: list[nn.Module] = list(preprocess or [])
         if c.levels is not None:
             if preprocess:
-                raise ValueError("a model of grey levels brings its own preprocessing (y / levels, logit)")
+                raise ValueError("a model of grey levels brings its own preprocessing (x / levels, logit)")
             transforms += [ElementwiseAffine(d, log_scale=torch.full((d,), math.log(c.levels)), trainable=False),
                            Logit(d, alpha=c.alpha)]
         g = None if c.permute_seed is None else torch.Generator().manual_seed(c.permute_seed)
@@ -101,7 +111,8 @@ class RealNVP(Flow):
             if c.actnorm:
                 transforms.append(ActNorm(d))
             if g is not None and k > 0:
-                transforms.append(Permutation(rng.randperm(d, generator=g)))
+                transforms.append(InvertibleConv1x1(d, generator=g) if c.conv1x1
+                                  else Permutation(rng.randperm(d, generator=g)))
             mask = parity if k % 2 == 0 else 1 - parity
             transforms.append(AffineCoupling(d, mask, c.hidden, net_layers=c.net_layers, clamp=c.clamp))
         super().__init__(transforms, StandardNormal(d))
