@@ -127,7 +127,9 @@ class TextEncoder(nn.Module):
         self.ln = nn.LayerNorm(c.text_dim)
         self.proj = nn.Linear(c.text_dim, c.embed_dim, bias=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def token_states(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every token's output ``(b, n + 1, text_dim)`` (start token first, after the final LayerNorm)
+        and which of them are real ``(b, n + 1)`` bool (padding False): what cross-attention reads."""
         tokens = token_ids("tokens", tokens, self.config.vocab_size, padding=True)
         checks.same_device("tokens", tokens, self)
         b, n = tokens.shape
@@ -138,7 +140,11 @@ class TextEncoder(nn.Module):
         mask = real[:, None, None, :]                      # (b, 1, 1, n + 1): keys that are words
         for block in self.blocks:
             h, _ = block(h, mask)
-        return nn.functional.normalize(self.proj(self.ln(h[:, 0])), dim=-1)
+        return self.ln(h), real
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        states, _ = self.token_states(tokens)
+        return nn.functional.normalize(self.proj(states[:, 0]), dim=-1)   # g(y) from the start token
 
 
 class ImageEncoder(nn.Module):
