@@ -25,7 +25,7 @@ from torch import nn
 
 from companion import checks
 from companion.attention import head_dim, scaled_dot_product_attention, sinusoidal_embedding
-from companion.clip import TextEncoder
+from companion.clip import TextEncoder, encode_once
 
 __all__ = ["CrossAttention", "CrossAttentionConfig", "CrossAttentionDenoiser"]
 
@@ -75,7 +75,7 @@ class CrossAttentionConfig:
     latent_dim: int
     dim: int = 32
     heads: int = 2
-    layers: int = 2
+    layers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "dim", "layers"):
@@ -128,6 +128,7 @@ class CrossAttentionDenoiser(nn.Module):
         if not isinstance(text_encoder, TextEncoder):
             raise ValueError(f"expected a companion.clip.TextEncoder, got {type(text_encoder).__name__}")
         self.text = text_encoder.eval().requires_grad_(False)
+        self._memo: dict = {}                             # each distinct prompt's token states, computed once
         self.inp = nn.Parameter(torch.randn(c.dim) / c.dim ** 0.5)      # u
         self.pos = nn.Parameter(torch.randn(c.latent_dim, c.dim) / c.dim ** 0.5)   # p_j
         self.time = nn.Sequential(nn.Linear(c.dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
@@ -146,10 +147,7 @@ class CrossAttentionDenoiser(nn.Module):
         if t.is_floating_point() or t.dtype == torch.bool:
             raise ValueError(f"expected integer timesteps t, got {t.dtype}")
         checks.tensor("tokens", tokens, "b n", b=z.shape[0])
-        prompts, which = torch.unique(tokens, dim=0, return_inverse=True)   # encode each prompt once
-        with torch.no_grad():
-            states, real = self.text.token_states(prompts)
-        context, mask = states[which], real[which]                          # (b, n + 1, text_dim), (b, n + 1)
+        context, mask = encode_once(self.text.token_states, tokens, self._memo)   # (b, n + 1, text_dim), (b, n + 1)
         e = self.time(sinusoidal_embedding(t, self.config.dim).to(z.dtype))   # (b, dim)
         h = z[:, :, None] * self.inp + self.pos + e[:, None, :]           # (b, k, dim): h_j = z_j u + p_j + e(t)
         for block in self.blocks:
