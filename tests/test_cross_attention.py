@@ -76,7 +76,7 @@ def test_bad_input_is_refused(denoiser, tokenizer):
         denoiser(torch.zeros(2, 4), torch.tensor([0, 1]), tokenizer.encode(["one"]))
     with pytest.raises(ValueError, match="bool"):
         CrossAttention(8, 6, 2)(torch.zeros(1, 2, 8), torch.zeros(1, 3, 6), torch.ones(1, 3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="divisible by heads"):
         CrossAttentionConfig(latent_dim=4, dim=10, heads=4)
     with pytest.raises(ValueError, match="TextEncoder"):
         CrossAttentionDenoiser(CrossAttentionConfig(latent_dim=4), nn.Linear(2, 2))
