@@ -1,8 +1,8 @@
 r"""A tiny CLIP: a transformer text encoder and an image encoder trained to agree (Radford et al. 2021).
 
 Both encoders map their input to a unit vector in the same space. For a batch of
-images :math:`x_i` with captions :math:`s_i`, the similarity
-:math:`\ell_{ij} = \tau\, f(x_i)^\top g(s_j)` (``tau`` a learned inverse temperature)
+images :math:`x_i` with captions :math:`y_i`, the similarity
+:math:`\ell_{ij} = f(x_i)^\top g(y_j) / \tau` (:math:`\tau` a learned temperature; ``log_tau`` stores :math:`\log 1/\tau`)
 is trained so that each image picks out its own caption among the batch's captions
 and each caption its own image: :func:`contrastive_loss`. Afterwards the text
 encoder alone turns a typed prompt into a vector that
@@ -29,7 +29,8 @@ from companion.gpt import Block, token_ids
 from companion.utils import mode
 
 __all__ = ["NUMBER_WORDS", "TRAIN_TEMPLATES", "HELD_OUT_TEMPLATES", "digit_prompts", "WordTokenizer",
-           "CLIPConfig", "TextEncoder", "ImageEncoder", "CLIP", "contrastive_loss", "zero_shot_logits"]
+           "CLIPConfig", "TextEncoder", "ImageEncoder", "CLIP", "contrastive_loss", "zero_shot_logits",
+           "encode_once"]
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TRAIN_TEMPLATES = ("{}", "the digit {}", "a handwritten {}", "the number {}", "draw the digit {}",
@@ -108,12 +109,12 @@ class CLIPConfig:
 
 
 class TextEncoder(nn.Module):
-    r"""Prompt tokens ``(b, n)`` (-1 padding) -> unit text embeddings :math:`g(s)`, ``(b, embed_dim)``.
+    r"""Prompt tokens ``(b, n)`` (-1 padding) -> unit text embeddings :math:`g(y)`, ``(b, embed_dim)``.
 
     A start token is put before every prompt and its output after the
     transformer blocks summarises the prompt, like BERT's classification token
     (CLIP's causal text transformer reads an end token instead):
-    :math:`g(s) = \mathrm{normalize}(W\,\mathrm{LN}(h_0))`. Padding is masked
+    :math:`g(y) = \mathrm{normalize}(W\,\mathrm{LN}(h_0))`. Padding is masked
     out of attention, so a prompt of padding only - the empty prompt - is just
     the start token: the unconditional input of classifier-free guidance.
     """
@@ -127,7 +128,9 @@ class TextEncoder(nn.Module):
         self.ln = nn.LayerNorm(c.text_dim)
         self.proj = nn.Linear(c.text_dim, c.embed_dim, bias=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def token_states(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every token's output ``(b, n + 1, text_dim)`` (start token first, after the final LayerNorm)
+        and which of them are real ``(b, n + 1)`` bool (padding False): what cross-attention reads."""
         tokens = token_ids("tokens", tokens, self.config.vocab_size, padding=True)
         checks.same_device("tokens", tokens, self)
         b, n = tokens.shape
@@ -138,7 +141,42 @@ class TextEncoder(nn.Module):
         mask = real[:, None, None, :]                      # (b, 1, 1, n + 1): keys that are words
         for block in self.blocks:
             h, _ = block(h, mask)
-        return nn.functional.normalize(self.proj(self.ln(h[:, 0])), dim=-1)
+        return self.ln(h), real
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        states, _ = self.token_states(tokens)
+        return nn.functional.normalize(self.proj(states[:, 0]), dim=-1)   # g(y) from the start token
+
+
+@torch.no_grad()
+def encode_once(encode, tokens: torch.Tensor, memo: dict) -> tuple[torch.Tensor, ...]:
+    """``encode(tokens)`` for a *frozen* text encoder, each distinct prompt computed once and remembered.
+
+    ``tokens: (b, n)``; ``encode`` maps prompts ``(p, n)`` to a tensor or a tuple of
+    tensors with ``p`` rows; returns that tuple for all ``b`` rows. ``memo`` (a dict the
+    caller owns) keeps each prompt's rows by its tokens, device and dtype: a denoiser
+    trained on a fixed set of captions encodes each of them once, not at every step.
+    Only valid while the encoder does not change.
+
+    Example:
+        >>> enc = TextEncoder(CLIPConfig(vocab_size=5)).eval()
+        >>> memo, tokens = {}, torch.tensor([[1, 2], [3, -1], [1, 2]])
+        >>> (g,) = encode_once(enc, tokens, memo)
+        >>> len(memo), torch.allclose(g, enc(tokens), atol=1e-6)
+        (2, True)
+    """
+    prompts, which = torch.unique(tokens, dim=0, return_inverse=True)
+    owner = getattr(encode, "__self__", encode)              # a module, or the module of a bound method
+    dtype = next((p.dtype for p in owner.parameters()), None) if isinstance(owner, nn.Module) else None
+    keys = [(str(tokens.device), dtype, tuple(row)) for row in prompts.tolist()]
+    missing = [i for i, key in enumerate(keys) if key not in memo]
+    if missing:
+        out = encode(prompts[missing])
+        out = out if isinstance(out, tuple) else (out,)
+        for j, i in enumerate(missing):
+            memo[keys[i]] = tuple(o[j] for o in out)
+    rows = [memo[key] for key in keys]
+    return tuple(torch.stack(parts)[which] for parts in zip(*rows))
 
 
 class ImageEncoder(nn.Module):
@@ -157,7 +195,7 @@ class ImageEncoder(nn.Module):
 
 
 class CLIP(nn.Module):
-    """The two encoders and the learned inverse temperature ``log_tau`` (initialised to 1/0.07, as CLIP)."""
+    r"""The two encoders and the learned temperature: ``log_tau`` stores :math:`\log 1/\tau` (:math:`\tau` = 0.07 at first, as CLIP)."""
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
@@ -167,7 +205,7 @@ class CLIP(nn.Module):
         self.log_tau = nn.Parameter(torch.tensor(1 / 0.07).log())
 
     def logits(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        r""":math:`\ell_{ij} = \tau\, f(x_i)^\top g(s_j)`, ``(b_images, b_prompts)``; :math:`\tau \le 100`."""
+        r""":math:`\ell_{ij} = f(x_i)^\top g(y_j) / \tau`, ``(b_images, b_prompts)``; :math:`1/\tau \le 100`."""
         return self.log_tau.clamp(max=math.log(100.0)).exp() * self.image(images) @ self.text(tokens).T
 
 

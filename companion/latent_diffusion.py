@@ -4,9 +4,9 @@ Stable Diffusion is three trained parts:
 
 1. an autoencoder that maps an image to a small latent :math:`z` and back
    (here :class:`companion.vae.VAE`, wrapped by :class:`LatentSpace`);
-2. a text encoder that maps a prompt :math:`s` to a vector :math:`g(s)`
+2. a text encoder that maps a prompt :math:`y` to a vector :math:`g(y)`
    (here the frozen text half of :class:`companion.clip.CLIP`);
-3. a diffusion model :math:`\epsilon_\theta(z_t, t, g(s))` that learns the
+3. a diffusion model :math:`\epsilon_\theta(z_t, t, g(y))` that learns the
    distribution of latents given the prompt (here :class:`TextConditionedDenoiser`
    around :class:`companion.denoisers.MLPDenoiser`), trained with
    :func:`companion.diffusion.ddpm_loss`, with the prompt dropped 10% of the time
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from companion import checks, rng, samplers
-from companion.clip import TextEncoder, WordTokenizer, digit_prompts
+from companion.clip import TextEncoder, WordTokenizer, digit_prompts, encode_once
 from companion.denoisers import MLPDenoiser, MLPDenoiserConfig
 from companion.schedules import NoiseSchedule
 from companion.utils import check_shape
@@ -80,13 +80,14 @@ class TextDenoiserConfig:
 
 
 class TextConditionedDenoiser(nn.Module):
-    r""":math:`\epsilon_\theta(z_t, t, g(s))`: a frozen text encoder feeding a residual MLP denoiser.
+    r""":math:`\epsilon_\theta(z_t, t, g(y))`: a frozen text encoder feeding a residual MLP denoiser.
 
     ``forward(z, t, tokens)`` with ``z: (b, k)``, ``t: (b,)``, ``tokens: (b, n)``
     (-1 padding; all -1 is the empty prompt) -> predicted noise ``(b, k)``. The
     prompt's embedding is added to the timestep embedding in every block, the
     "pooled text embedding" conditioning of Imagen; Stable Diffusion
-    cross-attends to every token's output instead, which matters for long prompts.
+    cross-attends to every token's output instead
+    (:class:`companion.cross_attention.CrossAttentionDenoiser`).
 
     Example:
         >>> from companion.clip import CLIPConfig
@@ -103,6 +104,7 @@ class TextConditionedDenoiser(nn.Module):
                              f"({type(config).__name__}, {type(text_encoder).__name__})")
         self.config = config
         self.text = text_encoder.eval().requires_grad_(False)
+        self._memo: dict = {}                             # each distinct prompt's g(y), computed once
         self.net = MLPDenoiser(MLPDenoiserConfig(data_dim=config.latent_dim, hidden=config.hidden,
                                                  layers=config.layers, context_dim=text_encoder.config.embed_dim))
 
@@ -114,9 +116,7 @@ class TextConditionedDenoiser(nn.Module):
     def forward(self, z: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         z = checks.floats("z", z, "b k", model=self, k=self.config.latent_dim)
         checks.tensor("tokens", tokens, "b n", b=z.shape[0])
-        prompts, which = torch.unique(tokens, dim=0, return_inverse=True)   # encode each prompt once
-        with torch.no_grad():
-            context = self.text(prompts)[which]                              # (b, embed_dim)
+        (context,) = encode_once(self.text, tokens, self._memo)             # g(y): (b, embed_dim), frozen
         return self.net(z, t, context=context)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from companion.clip import (CLIP, NUMBER_WORDS, TRAIN_TEMPLATES, CLIPConfig, TextEncoder, WordTokenizer,
-                            contrastive_loss, digit_prompts, zero_shot_logits)
+                            contrastive_loss, digit_prompts, encode_once, zero_shot_logits)
 from companion.data import digits
 from companion.latent_diffusion import caption_sampler
 from companion.train import train
@@ -148,3 +148,25 @@ def test_a_briefly_trained_clip_classifies_digits_zero_shot(tokenizer):
     clip.eval()
     accuracy = (zero_shot_logits(clip, x_test, tokenizer).argmax(1) == y_test).float().mean().item()
     assert accuracy > 0.6                                            # chance is 0.1
+
+
+def test_encode_once_remembers_each_prompt_and_keys_by_dtype():
+    """The memo returns what the encoder returns, encodes a repeated prompt once, and a cast model re-encodes."""
+    torch.manual_seed(0)
+    enc = TextEncoder(CLIPConfig(vocab_size=6)).eval()
+    calls = []
+
+    def counting(tokens):
+        calls.append(len(tokens))
+        return enc(tokens)
+
+    memo, tokens = {}, torch.tensor([[1, 2], [3, -1], [1, 2], [3, -1]])
+    (first,) = encode_once(counting, tokens, memo)
+    (again,) = encode_once(counting, tokens, memo)
+    assert calls == [2] and torch.equal(first, again) and torch.allclose(first, enc(tokens), atol=1e-6)
+    states, real = encode_once(enc.token_states, tokens, {})
+    expected_states, expected_real = enc.token_states(tokens)
+    assert torch.allclose(states, expected_states, atol=1e-6) and torch.equal(real, expected_real)
+    enc.double()
+    (cast,) = encode_once(enc, tokens, memo)
+    assert cast.dtype == torch.float64
