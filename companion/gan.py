@@ -1,12 +1,13 @@
 r"""Generative adversarial networks: the two players, their configs, and ``sample``.
 
 A generator maps noise :math:`z \sim \mathcal{N}(0, I)` to data, :math:`x = G(z)`; a
-discriminator :math:`D = \sigma(\ell)` scores how real a point looks; they play
+discriminator :math:`D = \operatorname{sigmoid}(\ell)` scores how real a point looks; they play
 :math:`\min_G \max_D \mathbb{E}[\log D(x)] + \mathbb{E}[\log(1 - D(G(z)))]`
 (Goodfellow et al. 2014). This is the family's protocol module:
 
 * :class:`GANConfig` builds the MLP pair for points ``(n, d)``
-  (:class:`Generator`, :class:`Discriminator`); :class:`DigitGANConfig` the
+  (:class:`Generator`, :class:`Discriminator`), optionally as ``copies`` independent
+  pairs that train side by side in one game (one per seed); :class:`DigitGANConfig` the
   conditional DCGAN-style pair for the 8x8 digits (:class:`ConvGenerator`,
   :class:`ConvDiscriminator`), whose images are intensities in [0, 1];
 * :func:`sample` draws ``G(z)`` in the form of the data;
@@ -22,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -33,7 +36,7 @@ from companion.utils import mode
 
 # train_gan is importable from here (the family's verbs in one place) but documented once, in
 # companion.gan_training: listing it here made Sphinx's source pages link to an anchor that does not exist.
-__all__ = ["GANConfig", "Generator", "Discriminator", "DigitGANConfig", "ConvGenerator",
+__all__ = ["GANConfig", "Generator", "Discriminator", "Linears", "DigitGANConfig", "ConvGenerator",
            "ConvDiscriminator", "sample"]
 
 
@@ -73,6 +76,12 @@ def _batch_norm_batch(x: torch.Tensor, model: nn.Module) -> None:
 class GANConfig:
     """Sizes of the MLP pair for low-dimensional data (course-sized defaults).
 
+    ``copies = c > 1`` builds ``c`` independent networks in one module, evaluated side by
+    side (:class:`Linears`): a batch ``(c b) d`` holds ``b`` examples for each copy, in
+    order. One game then trains ``c`` independently initialised pairs at little more than
+    the cost of one - several seeds for the price of a single run on a CPU, where these
+    small networks cost mostly per step, not per example.
+
     Example:
         >>> GANConfig(latent_dim=0)
         Traceback (most recent call last):
@@ -84,30 +93,68 @@ class GANConfig:
     hidden: int = 64
     layers: int = 3      # hidden layers in each network
     pack: int = 1        # PacGAN: the discriminator judges `pack` samples jointly
+    copies: int = 1      # independent networks side by side, one per seed
 
     def __post_init__(self) -> None:
-        for name in ("data_dim", "latent_dim", "hidden", "layers", "pack"):
+        for name in ("data_dim", "latent_dim", "hidden", "layers", "pack", "copies"):
             checks.positive_int(name, getattr(self, name))
 
 
-def _mlp(sizes: Sequence[int], act: Callable[[], nn.Module]) -> nn.Sequential:
-    """Linear layers of the given sizes with ``act()`` between them (none after the last)."""
-    layers = [m for a, b in zip(sizes[:-1], sizes[1:]) for m in (nn.Linear(a, b), act())]
+class Linears(nn.Module):
+    r"""``copies`` independent linear layers side by side, ``x: (c, b, i) -> (c, b, o)``.
+
+    .. math:: y_j = x_j W_j^\top + b_j, \qquad j = 1, \dots, c
+
+    in one batched matrix product. Each copy is initialised as :class:`torch.nn.Linear`
+    is, uniformly in :math:`\pm 1/\sqrt{i}`; one copy takes the same draws as ``nn.Linear``.
+
+    Example:
+        >>> layer = Linears(3, 4, 5)
+        >>> layer(torch.zeros(3, 7, 4)).shape, layer.weight.shape
+        (torch.Size([3, 7, 5]), torch.Size([3, 5, 4]))
+    """
+
+    def __init__(self, copies: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)     # nn.Linear's kaiming_uniform_(a=sqrt(5)) bound
+        self.weight = nn.Parameter(torch.empty(copies, out_features, in_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(copies, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight.transpose(1, 2))
+
+
+def _split(name: str, x: torch.Tensor, copies: int, pack: int = 1) -> torch.Tensor:
+    """``(c b p) d -> c b (p d)``: the examples of each copy, in groups of ``pack``."""
+    if x.shape[0] % (copies * pack):
+        raise ValueError(f"batch size {x.shape[0]} of {name} is not a multiple of copies * pack = "
+                         f"{copies} * {pack}")
+    return rearrange(x, "(c b p) d -> c b (p d)", c=copies, p=pack)
+
+
+def _mlp(sizes: Sequence[int], act: Callable[[], nn.Module], copies: int) -> nn.Sequential:
+    """:class:`Linears` of the given sizes with ``act()`` between them (none after the last)."""
+    layers = [m for a, b in zip(sizes[:-1], sizes[1:]) for m in (Linears(copies, a, b), act())]
     return nn.Sequential(*layers[:-1])
 
 
 class Generator(nn.Module):
-    """``z: (b, latent_dim) -> x: (b, data_dim)``, an MLP with ReLU activations."""
+    """``z: (b, latent_dim) -> x: (b, data_dim)``, an MLP with ReLU activations.
+
+    With ``copies = c`` the batch is ``b = (c n)``: copy ``j`` maps the ``j``-th block of ``n`` rows.
+    """
 
     def __init__(self, config: GANConfig = GANConfig()) -> None:
         super().__init__()
         self.config = checks.config(config, GANConfig)
         self.latent_dim = config.latent_dim
         hidden = [config.hidden] * config.layers
-        self.net = _mlp([config.latent_dim, *hidden, config.data_dim], nn.ReLU)
+        self.copies = config.copies
+        self.net = _mlp([config.latent_dim, *hidden, config.data_dim], nn.ReLU, config.copies)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(_input("z", z, "b latent_dim", self.net[0], latent_dim=self.latent_dim))
+        z = _input("z", z, "b latent_dim", self.net[0], latent_dim=self.latent_dim)
+        return rearrange(self.net(_split("z", z, self.copies)), "c b d -> (c b) d")
 
 
 class Discriminator(nn.Module):
@@ -115,7 +162,8 @@ class Discriminator(nn.Module):
 
     With ``pack = m > 1`` each group of ``m`` consecutive samples, concatenated, gets
     one logit, ``(b p) d -> b (p d)``: packing lets the discriminator see diversity
-    (PacGAN, Lin et al. 2018).
+    (PacGAN, Lin et al. 2018). With ``copies = c``, ``(c b p) d -> c b (p d)``: copy ``j``
+    judges the ``j``-th block of the batch.
 
     Example:
         >>> d = Discriminator(GANConfig(pack=2))
@@ -126,15 +174,13 @@ class Discriminator(nn.Module):
     def __init__(self, config: GANConfig = GANConfig()) -> None:
         super().__init__()
         self.config = checks.config(config, GANConfig)
-        self.pack = config.pack
+        self.pack, self.copies = config.pack, config.copies
         self.net = _mlp([config.data_dim * config.pack, *[config.hidden] * config.layers, 1],
-                        lambda: nn.LeakyReLU(0.2))
+                        lambda: nn.LeakyReLU(0.2), config.copies)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _input("x", x, "b d", self.net[0], d=self.config.data_dim)
-        if x.shape[0] % self.pack:
-            raise ValueError(f"batch size {x.shape[0]} is not a multiple of pack={self.pack}")
-        return self.net(rearrange(x, "(b p) d -> b (p d)", p=self.pack)).squeeze(-1)
+        return rearrange(self.net(_split("x", x, self.copies, self.pack)), "c b 1 -> (c b)")
 
 
 # --- the conditional pair for the 8x8 digits --------------------------------------
@@ -161,7 +207,7 @@ class DigitGANConfig:
 class ConvGenerator(nn.Module):
     """``z: (b, latent_dim)``, labels ``y: (b,)`` -> images ``(b, 1, 8, 8)`` in [0, 1].
 
-    DCGAN's recipe (Radford et al. 2016) at 8x8: a linear layer to a 4x4 map, a strided
+    After DCGAN's generator (Radford et al. 2016), at 8x8: a linear layer to a 4x4 map, a strided
     transposed convolution to 8x8, batch norm and ReLU between, a sigmoid at the end.
     The label enters as a one-hot vector next to ``z``.
     """
@@ -219,7 +265,8 @@ def sample(model: Generator | ConvGenerator, n: int, *, generator: torch.Generat
            labels: torch.Tensor | None = None) -> torch.Tensor:
     r"""``n`` samples :math:`x = G(z)`, :math:`z \sim \mathcal{N}(0, I)`, in the form of the data.
 
-    :class:`Generator`: points ``(n, data_dim)``. :class:`ConvGenerator`: intensities in
+    :class:`Generator`: points ``(n, data_dim)``, with ``copies = c`` in ``c`` blocks of
+    ``n / c``, one from each copy. :class:`ConvGenerator`: intensities in
     [0, 1], ``(n, 1, 8, 8)``, of the digits ``labels: (n,)`` asked for; without labels
     each is drawn uniformly from the classes (after ``z``; none is drawn for one class).
     The noise comes from the CPU ``generator`` and moves to the model's device; the

@@ -4,7 +4,8 @@ Losses take logits (or a critic's scores) ``(b,)`` and return one value per exam
 ``(b,)``, through ``softplus``, so no probability is rounded to 0 before its
 logarithm; the caller takes ``.mean()``. :func:`optimal_discriminator` and
 :func:`jensen_shannon` state Proposition 1 and Theorem 1 of Goodfellow et al. (2014)
-on densities; :func:`mode_coverage` is the metric of VEEGAN and PacGAN. The loop that
+on densities; :func:`mode_coverage` is the metric of VEEGAN and PacGAN, and
+:func:`mode_spread` tells its two failures apart (collapse, or never reaching the data). The loop that
 plays the game is :func:`companion.gan_training.train_gan`.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from companion import checks
 
 __all__ = ["discriminator_loss", "generator_loss_saturating", "generator_loss_nonsaturating",
            "critic_loss", "wasserstein_generator_loss", "optimal_discriminator", "jensen_shannon",
-           "mode_coverage"]
+           "mode_coverage", "mode_spread"]
 
 
 # --- losses: logits in, one value per example out --------------------------------
@@ -178,3 +179,38 @@ def mode_coverage(samples: torch.Tensor, modes: torch.Tensor, std: float) -> dic
     std = checks.positive("std", std)
     close = torch.cdist(samples.double(), modes.to(samples.device).double()) < 3 * std    # (n, k)
     return {"covered": int(close.any(0).sum()), "high_quality": close.any(1).double().mean().item()}
+
+
+@torch.no_grad()
+def mode_spread(samples: torch.Tensor, modes: torch.Tensor, std: float) -> dict[str, float]:
+    r"""Where the samples sit: what tells mode collapse from a generator that never reached the data.
+
+    Zero modes covered fits both; these three numbers separate them. ``samples: (n, d)``,
+    ``modes: (k, d)``; ``std`` is the modes' standard deviation.
+
+    * ``spread``: :math:`\sqrt{\operatorname{tr} \operatorname{Cov}(x)}`, the root mean
+      squared distance of the samples to their mean (compare it with the data's);
+    * ``distance``: the median distance of a sample to its nearest mode, in units of ``std``
+      (about 1.2 for a 2-D Gaussian mode's own samples);
+    * ``effective_modes``: :math:`\exp H(\pi)`, where :math:`\pi_j` is the share of
+      samples whose nearest mode is :math:`j`: ``k`` when they split evenly, 1 when one
+      mode is nearest to all of them.
+
+    A collapsed generator has a small ``spread`` and few effective modes, wherever it sits;
+    one that has not reached the data has a ``distance`` of many ``std``.
+
+    Example:
+        >>> modes = torch.tensor([[0.0, 0.0], [4.0, 0.0]])
+        >>> mode_spread(torch.tensor([[0.0, 1.0], [4.0, 1.0]]), modes, std=0.5)
+        {'spread': 2.0, 'distance': 2.0, 'effective_modes': 2.0}
+    """
+    checks.finite("samples", checks.tensor("samples", samples, "n d"))
+    checks.finite("modes", checks.tensor("modes", modes, "k d", d=samples.shape[1]))
+    std = checks.positive("std", std)
+    x = samples.double()
+    nearest = torch.cdist(x, modes.to(samples.device).double()).min(dim=1)     # (n,) distances, ids
+    share = torch.bincount(nearest.indices, minlength=modes.shape[0]).double() / x.shape[0]
+    entropy = -torch.where(share > 0, share * share.log(), 0.0).sum()          # H(pi), nats
+    spread = (x - x.mean(dim=0)).pow(2).sum(dim=1).mean().sqrt()                # sqrt(tr Cov), 1/n
+    return {"spread": spread.item(), "distance": nearest.values.median().item() / std,
+            "effective_modes": entropy.exp().item()}

@@ -62,6 +62,11 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor,
     return (grad.flatten(1).norm(dim=1) - 1) ** 2
 
 
+def _joined(copies: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(c n) ...`` and ``(c n) ...`` -> ``(c 2n) ...``: each copy's block of ``a``, then its block of ``b``."""
+    return torch.cat([a.unflatten(0, (copies, -1)), b.unflatten(0, (copies, -1))], dim=1).flatten(0, 1)
+
+
 def _check_game(generator: nn.Module, discriminator: nn.Module,
                 data: object) -> tuple[torch.Tensor, ...]:
     """The data as a tuple ``(x,)`` or ``(x, y)``, checked against the two networks."""
@@ -103,7 +108,11 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
 
     ``data`` is ``x: (n, ...)``, or ``(x, y)`` for a conditional GAN whose networks take
     the label as a second argument (fakes get the labels of the real batch); data and
-    networks on one device, any device. ``loss`` is a key of :data:`GENERATOR_LOSSES`;
+    networks on one device, any device. Networks with ``copies = c`` (:class:`~companion.gan.GANConfig`)
+    play ``c`` independent games at once, copy against copy, each on ``batch_size / c``
+    examples of every batch; the mean loss is :math:`\tfrac1c \sum_j` of the copies' means,
+    so each copy's gradient is its own game's divided by ``c``, which Adam's step ignores
+    (up to its :math:`\epsilon`). ``loss`` is a key of :data:`GENERATOR_LOSSES`;
     ``"wgan-gp"`` also adds the gradient penalty to the critic. Adam, learning rate
     ``lr`` (``lr_d`` for the discriminator, if given), optionally decayed to 0 with
     ``lr_schedule="cosine"``. Batches, noise and penalty weights come from one CPU
@@ -133,8 +142,12 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
     if not isinstance(eval_every, int) or eval_every < 0 or batch_size > n:
         raise ValueError(f"need eval_every >= 0 and batch_size <= {n} (the data); "
                          f"got {eval_every!r} and {batch_size}")
-    if batch_size % getattr(discriminator, "pack", 1):
-        raise ValueError(f"batch_size {batch_size} is not a multiple of the discriminator's pack")
+    copies = getattr(generator, "copies", 1)
+    if getattr(discriminator, "copies", 1) != copies:
+        raise ValueError(f"the generator has {copies} copies but the discriminator "
+                         f"{getattr(discriminator, 'copies', 1)}: they play copy against copy")
+    if batch_size % (copies * getattr(discriminator, "pack", 1)):
+        raise ValueError(f"batch_size {batch_size} is not a multiple of copies * the discriminator's pack")
     device, dtype = checks.model_device(generator), checks.model_dtype(generator)
     seeded = torch.Generator().manual_seed(seed)       # batches, noise, interpolation weights
     batches = minibatches(data, batch_size, generator=seeded)
@@ -160,8 +173,9 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
                 with torch.no_grad():
                     fake = fake_batch(cond)
                 # Real and fake in one call: our discriminators have no batch statistics.
-                both = discriminator(torch.cat([real, fake]), *(torch.cat([c, c]) for c in cond))
-                real_out, fake_out = both.chunk(2)
+                both = discriminator(_joined(copies, real, fake), *(_joined(copies, c, c) for c in cond))
+                real_out, fake_out = both.unflatten(0, (copies, -1)).chunk(2, dim=1)
+                real_out, fake_out = real_out.flatten(0, 1), fake_out.flatten(0, 1)
                 if loss == "wgan-gp":
                     penalty = gradient_penalty(discriminator, real, fake, *cond, generator=seeded)
                     d_loss = (critic_loss(real_out, fake_out) + gp_weight * penalty).mean()

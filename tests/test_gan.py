@@ -8,7 +8,7 @@ import torch
 
 from companion import gan
 from companion.gan import (ConvDiscriminator, ConvGenerator, DigitGANConfig, Discriminator, GANConfig,
-                           Generator, sample)
+                           Generator, Linears, sample)
 from companion.utils import fresh_init
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
@@ -32,9 +32,39 @@ def test_networks_shapes_and_packing():
     assert ConvDiscriminator()(images, torch.arange(4)).shape == (4,)
 
 
+def test_one_copy_of_linears_is_an_nn_linear_with_the_same_draws(float64):
+    torch.manual_seed(3)
+    reference = torch.nn.Linear(4, 5)
+    torch.manual_seed(3)
+    layer = Linears(1, 4, 5)
+    assert torch.allclose(layer.weight[0], reference.weight, rtol=1e-15, atol=0)     # bounds: rounding only
+    assert torch.allclose(layer.bias[0, 0], reference.bias, rtol=1e-15, atol=0)
+    x = torch.randn(7, 4)
+    assert torch.allclose(layer(x[None])[0], reference(x), atol=1e-12)
+
+
+def test_copies_are_independent_networks_side_by_side(float64):
+    # Copy j of a network with copies=3 maps the j-th block of the batch exactly as a
+    # one-copy network holding copy j's weights, and only that block reaches its weights.
+    for build, cfg in ((Generator, dict(latent_dim=3)), (Discriminator, dict(pack=2))):
+        many = fresh_init(lambda: build(GANConfig(copies=3, hidden=8, **cfg)), seed=0)
+        x = torch.randn(12, 3 if build is Generator else 2)
+        out = many(x)
+        for j in range(3):
+            one = build(GANConfig(hidden=8, **cfg))
+            one.load_state_dict({k: v[j:j + 1] for k, v in many.state_dict().items()})
+            per_copy = out.shape[0] // 3
+            assert torch.allclose(one(x[4 * j:4 * j + 4]), out[per_copy * j:per_copy * (j + 1)], atol=1e-12)
+        out[:per_copy].sum().backward()                   # the first copy's outputs only
+        for p in many.parameters():
+            assert p.grad[0].abs().sum() > 0 and p.grad[1:].abs().sum() == 0
+    with pytest.raises(ValueError, match=r"not a multiple of copies \* pack = 3 \* 1"):
+        Generator(GANConfig(copies=3))(torch.zeros(4, 2))
+
+
 @pytest.mark.parametrize("config, field", [
     (GANConfig, "data_dim"), (GANConfig, "latent_dim"), (GANConfig, "hidden"), (GANConfig, "layers"),
-    (GANConfig, "pack"), (DigitGANConfig, "latent_dim"), (DigitGANConfig, "width"),
+    (GANConfig, "pack"), (GANConfig, "copies"), (DigitGANConfig, "latent_dim"), (DigitGANConfig, "width"),
     (DigitGANConfig, "num_classes")])
 def test_configs_refuse_sizes_that_are_not_positive_ints(config, field):
     for bad in (0, -1, 2.0, True):
@@ -118,7 +148,7 @@ def test_bad_input_raises_clear_errors():
         mlp(np.zeros((4, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="at least one example"):
         mlp(torch.zeros(0, 2))
-    with pytest.raises(ValueError, match="multiple of pack"):
+    with pytest.raises(ValueError, match=r"multiple of copies \* pack"):
         Discriminator(GANConfig(pack=2))(torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"expected y in \[0, 10\)"):
         conv(torch.zeros(2, 16), torch.tensor([3, 10]))

@@ -9,7 +9,7 @@ from torch import nn
 from companion.data import eight_gaussians, ring_modes
 from companion.gan_losses import (critic_loss, discriminator_loss, generator_loss_nonsaturating,
                                   generator_loss_saturating, jensen_shannon, mode_coverage,
-                                  optimal_discriminator, wasserstein_generator_loss)
+                                  mode_spread, optimal_discriminator, wasserstein_generator_loss)
 
 
 def test_losses_equal_hand_computed_binary_cross_entropy(float64):
@@ -100,6 +100,27 @@ def test_mode_coverage_counts_modes_and_high_quality_samples():
     # Points half-way between neighbouring modes are no mode's samples.
     between = (modes + modes.roll(1, dims=0)) / 2
     assert mode_coverage(between, modes, 0.02) == {"covered": 0, "high_quality": 0.0}
+
+
+def test_mode_spread_matches_a_numpy_reference_and_separates_collapse_from_distance():
+    rng = np.random.default_rng(0)
+    modes = ring_modes(8, radius=2.0).double()
+    x = rng.normal(size=(500, 2)) * 0.3 + np.array([2.0, 0.0])      # mostly nearest mode 0
+    got = mode_spread(torch.from_numpy(x), modes, std=0.02)
+    m = modes.numpy()
+    dist = np.sqrt(((x[:, None, :] - m[None]) ** 2).sum(-1))        # (n, k)
+    share = np.bincount(dist.argmin(1), minlength=8) / len(x)
+    share = share[share > 0]
+    expected = {"spread": np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean()),
+                "distance": np.sort(dist.min(1))[(len(x) - 1) // 2] / 0.02,   # torch's lower median
+                "effective_modes": np.exp(-(share * np.log(share)).sum())}
+    for key, value in expected.items():
+        assert math.isclose(got[key], value, rel_tol=1e-9), (key, got[key], value)
+    # The data themselves: spread about the radius, every mode equally near, ~1.2 std away.
+    ring = mode_spread(eight_gaussians(4000, seed=0), ring_modes(8, radius=2.0), std=0.02)
+    assert abs(ring["spread"] - 2.0) < 0.02 and ring["effective_modes"] > 7.9 and 1.0 < ring["distance"] < 1.4
+    point = mode_spread(torch.full((50, 2), 0.3), ring_modes(8, radius=2.0), std=0.02)   # collapsed, off the ring
+    assert point["spread"] < 1e-6 and point["effective_modes"] == 1.0 and point["distance"] > 50
 
 
 def test_theory_refuses_nan_instead_of_returning_a_finite_answer():

@@ -80,6 +80,33 @@ def test_train_gan_plays_wgan_gp_and_conditional_games():
     assert len(h["g_loss"]) == 2
 
 
+@pytest.mark.parametrize("loss", ["nonsaturating", "wgan-gp"])
+def test_train_gan_plays_copy_against_copy(loss):
+    # Two copies in one game are two games: copy 0 ends with the same weights whatever copy 1
+    # started from (real and fake of each copy go to that copy's discriminator, the fakes'
+    # gradient to that copy's generator, the penalty's gradient is per example).
+    config = GANConfig(hidden=16, layers=2, copies=2)
+    data = eight_gaussians(512, seed=0)
+
+    def copy_0_after_a_game(seed_of_copy_1):
+        gen, disc = fresh_init(lambda: (Generator(config), Discriminator(config)), 0)
+        other = fresh_init(lambda: (Generator(config), Discriminator(config)), seed_of_copy_1)
+        with torch.no_grad():
+            for net, donor in zip((gen, disc), other):
+                for p, q in zip(net.parameters(), donor.parameters()):
+                    p[1:] = q[1:]
+        train_gan(gen, disc, data, loss=loss, n_critic=2, steps=5, batch_size=64, progress=False)
+        return [p[0].clone() for net in (gen, disc) for p in net.parameters()]
+
+    a, b = copy_0_after_a_game(1), copy_0_after_a_game(2)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    gen = Generator(config)
+    with pytest.raises(ValueError, match="the generator has 2 copies but the discriminator 1"):
+        train_gan(gen, Discriminator(SMALL), data, steps=1, batch_size=64, progress=False)
+    with pytest.raises(ValueError, match="not a multiple of copies"):
+        train_gan(gen, Discriminator(config), data, steps=1, batch_size=63, progress=False)
+
+
 def test_train_gan_restores_both_networks_modes_and_evaluates_in_eval_mode():
     gen, disc = digit_pair()
     gen.eval()                                         # as a sampler would leave it
