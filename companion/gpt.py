@@ -95,7 +95,7 @@ class Block(nn.Module):
         A float64 ``h`` is cast to the block's dtype.
         """
         h = checks.floats("h", h, "b n dim", model=self, dim=self.attn.dim)
-        a, weights = self.attn(self.ln1(h), mask)
+        a, weights = self.attn._attend(self.ln1(h), mask)     # h is checked: no second pass
         h = h + a                            # h <- h + MHA(LN(h))
         h = h + self.mlp(self.ln2(h))        # h <- h + MLP(LN(h))
         return h, weights
