@@ -68,7 +68,7 @@ def test_bad_input_raises_clear_errors():
         model(torch.tensor([[0, 5]]))
     with pytest.raises(ValueError, match="integer token ids"):
         model(torch.zeros(1, 3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="vocab_size"):
         GRUConfig(vocab_size=0)
     with pytest.raises(ValueError, match="shape"):
         gru_cell(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(12, 3), torch.zeros(12, 5),
