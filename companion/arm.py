@@ -145,10 +145,11 @@ def sample(model: PixelARM, n: int, *, generator: torch.Generator | None = None,
     r"""Draw ``n`` images ``(n, 1, h, w)`` of integer levels (int64, on the model's device), pixel by pixel.
 
     Step :math:`i` runs the network on the pixels drawn so far and draws
-    :math:`x_i \sim \mathrm{softmax}(\ell_i / T)` with :func:`companion.gpt.sample_next`;
-    ``temperature`` :math:`T = 1` samples the model itself, :math:`T < 1` sharpens
-    every conditional, :math:`T = 0` takes the most likely level each time.
-    The pixels cannot be drawn in parallel: that is the price of the exact likelihood.
+    :math:`x_i \sim \mathrm{softmax}(\ell_i / \tau)` with :func:`companion.gpt.sample_next`;
+    ``temperature`` :math:`\tau = 1` samples the model itself, :math:`\tau < 1` sharpens
+    every conditional, :math:`\tau = 0` takes the most likely level each time.
+    The pixels cannot be drawn in parallel: that is the price of the autoregressive
+    factorisation, not of an exact likelihood (a normalizing flow has one and samples in one pass).
     The model runs in evaluation mode and is left in the mode it was in.
 
     Example:

@@ -195,6 +195,11 @@ class MultiHeadAttention(nn.Module):
         A float64 ``x`` is cast to the layer's dtype.
         """
         x = checks.floats("x", x, "b n dim", model=self, dim=self.dim)
+        return self._attend(x, mask)
+
+    def _attend(self, x: torch.Tensor, mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` without the check of ``x``, for a caller that has checked it (a Block)."""
         q, k, v = rearrange(self.qkv(x),
                             "b n (three heads dk) -> three b heads n dk",
                             three=3, heads=self.heads)
@@ -210,9 +215,10 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0
               \cos(\omega_0 t), \dots, \cos(\omega_{k-1} t)\big],
               \quad \omega_i = \text{max\_period}^{-i/k},\ k = \text{dim}/2
 
-    Nearby timesteps get similar vectors, and every frequency from one cycle
-    per :math:`2\pi` steps down to one cycle per :math:`2\pi \cdot \text{max\_period}`
-    steps is present. Computed in ``t``'s dtype if it is a float, in float32 for
+    Nearby timesteps get similar vectors. The frequencies are angular: the
+    fastest, :math:`\omega_0 = 1` radian per step, completes one cycle every
+    :math:`2\pi \approx 6.3` steps (not one per step), and they fall
+    geometrically to about one cycle per :math:`2\pi \cdot \text{max\_period}` steps. Computed in ``t``'s dtype if it is a float, in float32 for
     integer ``t``; on ``t``'s device.
 
     Example:

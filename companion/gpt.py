@@ -3,7 +3,7 @@ r"""A tiny decoder-only transformer (GPT) for character-level language models.
 In the spirit of Karpathy's minGPT/nanoGPT ``model.py``, shrunk to what a CPU
 trains in a minute. A GPT models a sequence autoregressively,
 
-.. math:: p_\theta(x_1, \dots, x_T) = \prod_{t=1}^{T} p_\theta(x_t \mid x_{<t}),
+.. math:: p_\theta(x_1, \dots, x_n) = \prod_{i=1}^{n} p_\theta(x_i \mid x_{<i}),
 
 with a stack of *pre-norm* blocks (GPT-2, Radford et al., 2019): each adds a
 causal self-attention and an MLP to the residual stream,
@@ -95,7 +95,7 @@ class Block(nn.Module):
         A float64 ``h`` is cast to the block's dtype.
         """
         h = checks.floats("h", h, "b n dim", model=self, dim=self.attn.dim)
-        a, weights = self.attn(self.ln1(h), mask)
+        a, weights = self.attn._attend(self.ln1(h), mask)     # h is checked: no second pass
         h = h + a                            # h <- h + MHA(LN(h))
         h = h + self.mlp(self.ln2(h))        # h <- h + MLP(LN(h))
         return h, weights
@@ -205,8 +205,8 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
     ``logits: (b, n, vocab)`` predict ``targets: (b, n)``:
 
-    .. math:: \ell = -\frac{1}{n} \sum_{t=1}^{n}
-              \log p_\theta(x_{t+1} \mid x_{\le t})
+    .. math:: \ell = -\frac{1}{n} \sum_{i=1}^{n}
+              \log p_\theta(x_{i+1} \mid x_{\le i})
 
     Example:
         >>> logits = torch.zeros(2, 3, 4)            # uniform over 4 tokens
@@ -222,10 +222,10 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
 def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""One token per row from :math:`\mathrm{softmax}(\text{logits} / T)`: ``logits (b, vocab)`` -> ids ``(b, 1)``.
+    r"""One token per row from :math:`\mathrm{softmax}(\text{logits} / \tau)`: ``logits (b, vocab)`` -> ids ``(b, 1)``.
 
-    ``temperature`` :math:`T = 1` samples the model itself, :math:`T < 1` sharpens
-    the distribution, :math:`T > 1` flattens it and :math:`T = 0` takes the argmax
+    ``temperature`` :math:`\tau = 1` samples the model itself, :math:`\tau < 1` sharpens
+    the distribution, :math:`\tau > 1` flattens it and :math:`\tau = 0` takes the argmax
     (greedy, no random draw). ``top_k`` keeps only the ``k`` largest logits. The
     draw is made on the CPU from ``generator`` (:func:`companion.rng.multinomial`)
     and returned on the logits' device. The one step of :func:`generate` and of
