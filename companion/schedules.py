@@ -70,14 +70,16 @@ class NoiseSchedule:
         return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
 
     @classmethod
-    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
-        r""":math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\!\big(\frac{t/T + s}{1 + s}\frac{\pi}{2}\big)`
-        (Nichol & Dhariwal 2021, eq. 17), with :math:`\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}`
-        clipped at ``max_beta`` so the last steps stay finite.
+    def cosine(cls, T: int = 1000, delta: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
+        r""":math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\!\big(\frac{t/T + \delta}{1 + \delta}\frac{\pi}{2}\big)`
+        (Nichol & Dhariwal 2021, eq. 17, where the offset ``delta`` is called :math:`s`), with
+        :math:`\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}` clipped at ``max_beta`` so the last steps stay finite.
         """
         _check_T(T)
+        if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not delta >= 0:
+            raise ValueError(f"delta must be a number >= 0, got {delta!r}")
         steps = torch.arange(T + 1, dtype=torch.float64) / T
-        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        f = torch.cos((steps + delta) / (1 + delta) * math.pi / 2) ** 2
         return cls((1 - f[1:] / f[:-1]).clamp(max=max_beta))
 
     def snr(self) -> torch.Tensor:

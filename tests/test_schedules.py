@@ -64,6 +64,8 @@ def test_bad_input_raises_clear_errors():
         NoiseSchedule.linear(1)
     with pytest.raises(ValueError, match="T must be"):
         NoiseSchedule.cosine(True)
+    with pytest.raises(ValueError, match="delta"):
+        NoiseSchedule.cosine(100, delta=-0.1)
     with pytest.raises(ValueError, match="T > 20"):
         NoiseSchedule.linear(10)
     assert math.isfinite(s.snr()[-1].item())
