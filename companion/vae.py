@@ -26,7 +26,7 @@ from companion import checks, rng
 from companion.autoencoder import AutoencoderConfig, InputDropout, batch_pattern, mlp
 from companion.utils import mode
 
-__all__ = ["VAEConfig", "VAE", "reparameterize", "gaussian_kl", "log_normal", "ELBO", "elbo", "elbo_loss",
+__all__ = ["VAEConfig", "VAE", "reparameterize", "gaussian_kl", "ELBO", "elbo", "elbo_loss",
            "loss", "sample", "decode_latent", "nll"]
 
 LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
@@ -162,20 +162,6 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     checks.tensor("mu", mu, "b k")
     checks.tensor("logvar", logvar, "b k", b=mu.shape[0], k=mu.shape[1])
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
-
-
-def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log \mathcal{N}(z; \mu, \operatorname{diag} e^{\text{logvar}})`, summed over the last axis.
-
-    .. math:: -\tfrac12 \sum_j \Big(\frac{(z_j - \mu_j)^2}{\sigma_j^2} + \log \sigma_j^2 + \log 2\pi\Big)
-
-    ``z, mu, logvar: (..., k)``, broadcast against each other -> ``(...)``.
-
-    Example:
-        >>> round(log_normal(torch.zeros(1), torch.zeros(1), torch.zeros(1)).item(), 4)   # -log sqrt(2 pi)
-        -0.9189
-    """
-    return (-0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))).sum(-1)
 
 
 class ELBO(NamedTuple):

@@ -21,7 +21,8 @@ import torch
 
 from companion import checks
 from companion.utils import mode
-from companion.vae import VAE, log_normal, reparameterize
+from companion.vae import VAE, reparameterize
+from companion.vae_latents import log_normal
 
 __all__ = ["importance_weighted_log_likelihood", "posterior_elbo", "optimise_posterior", "impute"]
 

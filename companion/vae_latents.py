@@ -16,6 +16,7 @@ and the average KL term of the ELBO (the *rate*) splits exactly into two parts
 so the rate is only an upper bound on the information the code holds about the example
 (Alemi et al. 2018), and :math:`I_q(x; z) \le \log n`.
 
+* :func:`log_normal`: a diagonal Gaussian's log-density (also :mod:`companion.vae_estimators`' weights);
 * :func:`activity` and :func:`kl_per_dimension`: per code dimension (Burda et al. 2016's active
   units: :math:`\operatorname{Cov}_x(\mathbb{E}_q[z_j]) > 10^{-2}`);
 * :func:`log_aggregate_posterior`: :math:`\log q_\phi(z)`;
@@ -30,9 +31,8 @@ from typing import NamedTuple
 import torch
 
 from companion import checks, rng
-from companion.vae import log_normal
 
-__all__ = ["ACTIVE", "activity", "kl_per_dimension", "log_aggregate_posterior", "Rate",
+__all__ = ["ACTIVE", "log_normal", "activity", "kl_per_dimension", "log_aggregate_posterior", "Rate",
            "rate_decomposition", "prior_hole_mass"]
 
 ACTIVE = 1e-2
@@ -42,6 +42,20 @@ ACTIVE = 1e-2
 def _encoded(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     checks.floats("mu", mu, "n k")
     return mu, checks.floats("logvar", logvar, "n k", n=mu.shape[0], k=mu.shape[1])
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log \mathcal{N}(z; \mu, \operatorname{diag} e^{\text{logvar}})`, summed over the last axis.
+
+    .. math:: -\tfrac12 \sum_j \Big(\frac{(z_j - \mu_j)^2}{\sigma_j^2} + \log \sigma_j^2 + \log 2\pi\Big)
+
+    ``z, mu, logvar: (..., k)``, broadcast against each other -> ``(...)``.
+
+    Example:
+        >>> round(log_normal(torch.zeros(1), torch.zeros(1), torch.zeros(1)).item(), 4)   # -log sqrt(2 pi)
+        -0.9189
+    """
+    return (-0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi))).sum(-1)
 
 
 def activity(mu: torch.Tensor) -> torch.Tensor:
@@ -65,7 +79,9 @@ def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
     .. math:: \frac1n \sum_i \tfrac12\big(\mu_{ij}^2 + \sigma_{ij}^2 - 1 - \log\sigma_{ij}^2\big)
 
-    Its sum over ``k`` is the rate :math:`R`. Example:
+    Its sum over ``k`` is the rate :math:`R`.
+
+    Example:
         >>> kl_per_dimension(torch.zeros(3, 2), torch.zeros(3, 2))
         tensor([0., 0.])
     """
@@ -131,9 +147,11 @@ def prior_hole_mass(mu: torch.Tensor, logvar: torch.Tensor, *, ratio: float = 0.
                     generator: torch.Generator | None = None) -> float:
     r"""The prior's probability of the "holes", where the aggregated posterior is under ``ratio`` times the prior.
 
-    .. math:: P_{z \sim p(z)}\big[q_\phi(z) < \text{ratio}\cdot p(z)\big], \text{ estimated with ``n`` prior draws.}
+    .. math:: P_{z \sim p(z)}\big[q_\phi(z) < \text{ratio}\cdot p(z)\big]
 
-    Codes drawn there are ones the decoder rarely saw in training. Example:
+    estimated with ``n`` prior draws. Codes drawn there are ones the decoder rarely saw in training.
+
+    Example:
         >>> prior_hole_mass(torch.zeros(3, 2), torch.zeros(3, 2), n=100)     # q(z) = p(z): no holes
         0.0
     """

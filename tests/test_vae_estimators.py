@@ -1,4 +1,5 @@
 """The importance-weighted bound and imputation against log p(x) and E[x_m | x_o] integrated on a grid."""
+import functools
 import math
 
 import numpy as np
@@ -105,10 +106,15 @@ def test_bad_arguments_raise_clear_errors():
         importance_weighted_log_likelihood(vae, x.float() / 16, 5)
 
 
+@functools.lru_cache
+def _hermite(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.hermite_e.hermegauss(nodes)
+
+
 def _gaussian_elbo(model: VAE, x: torch.Tensor, mu: float, logvar: float, nodes: int = 80) -> float:
     """The ELBO of x under q = N(mu, exp(logvar)) without sampling: Gauss-Hermite quadrature for
     E_q[log p(x | z)], closed forms for E_q[log p(z)] - E_q[log q(z)] = -KL(q || N(0, 1))."""
-    t, w = np.polynomial.hermite_e.hermegauss(nodes)                       # weight exp(-t^2 / 2)
+    t, w = _hermite(nodes)                                                  # weight exp(-t^2 / 2)
     z = torch.as_tensor(mu + math.exp(0.5 * logvar) * t)[:, None]
     with torch.no_grad():
         log_lik = model.decode(z).log_softmax(-1)[:, torch.arange(4), x].sum(1).numpy()
