@@ -77,7 +77,7 @@ class Logit(nn.Module):
     The inverse is the sigmoid. The map is defined where :math:`0 < y < 1`: ``x`` in
     (0, 1) for :math:`\alpha = 0`, a little more for :math:`\alpha > 0`, which keeps
     the ends of the unit interval away from :math:`\pm\infty` (RealNVP uses 0.05 for
-    images); ``x`` outside raises a ``ValueError`` instead of returning NaN.
+    images, in the form :math:`\alpha + (1 - \alpha) x`); ``x`` outside raises a ``ValueError`` instead of returning NaN.
 
     Example:
         >>> z, log_det = Logit(1)(torch.tensor([[0.5]]))
@@ -115,7 +115,9 @@ class Logit(nn.Module):
 class AffineCoupling(nn.Module):
     r"""RealNVP's affine coupling layer (Dinh et al. 2017).
 
-    With a binary ``mask`` :math:`m` (1 = passed through unchanged),
+    With a binary ``mask`` :math:`m` of shape ``(d,)`` (1 = passed through unchanged: the
+    chapter's :math:`x_A`; 0 = changed: :math:`x_B`), ``forward(x: (b, d)) -> (z: (b, d),
+    log_det: (b,))`` computes
 
     .. math::
         z = m \odot x + (1 - m) \odot \big(x \odot e^{s(m \odot x)}

@@ -34,8 +34,8 @@ class InvertibleConv1x1(nn.Module):
     r"""The map :math:`z_{:, i, j} = W x_{:, i, j}` at every pixel; :math:`\log|\det| = h w \log|\det W|`.
 
     ``channels`` :math:`c`, ``height`` :math:`h`, ``width`` :math:`w`; inputs ``(b, c*h*w)``.
-    :math:`W` starts as a random rotation (the Q of a QR factorisation of a Gaussian matrix drawn
-    from ``generator``), as in Glow, so a new layer preserves volume. ``lu=True`` stores
+    :math:`W` starts as a random orthogonal matrix (the Q of a QR factorisation of a Gaussian matrix
+    drawn from ``generator``; Glow calls it a random rotation), so a new layer preserves volume. ``lu=True`` stores
     :math:`W` in Glow's LU form (log-det a sum); ``lu=False`` stores :math:`W` itself (log-det by
     ``torch.linalg.slogdet``, :math:`O(c^3)`).
 
@@ -75,8 +75,9 @@ class InvertibleConv1x1(nn.Module):
             return self.weight, torch.linalg.slogdet(self.weight).logabsdet
         c, (i, j) = self.channels, self.below
         lower = torch.eye(c, dtype=self.lower.dtype, device=self.lower.device).index_put((i, j), self.lower)
-        upper = torch.diag(self.sign_s * self.log_s.exp()).index_put((j, i), self.upper)
-        return self.p @ lower @ upper, self.log_s.sum()                # W = P L U, log|det W| = sum log|s|
+        # Lambda = diag(sign_i e^{l_i}) with l_i = log_s[i]; U strictly upper from self.upper
+        upper = torch.diag(self.sign_s * self.log_s.exp()).index_put((j, i), self.upper)  # U + Lambda
+        return self.p @ lower @ upper, self.log_s.sum()     # W = P L (U + Lambda), log|det W| = sum(l_i)
 
     def _mix(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         pixels = rearrange(x, "b (c hw) -> b c hw", c=self.channels)

@@ -46,7 +46,7 @@ class RealNVPConfig:
     even/odd masks; an int also permutes the coordinates between layers, at random from that seed.
     ``conv1x1=True`` (needs ``permute_seed``) mixes them instead with Glow's learned invertible
     1x1 convolution over all ``dim`` coordinates (:class:`~companion.glow.InvertibleConv1x1` with
-    ``h = w = 1``), each starting as a random rotation drawn from that seed.
+    ``h = w = 1``), each starting as a random orthogonal matrix drawn from that seed.
     """
 
     dim: int = 2
