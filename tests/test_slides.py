@@ -114,7 +114,7 @@ def test_urls_point_to_the_site_and_mathjax_is_the_local_one(deck):
     assert [img["src"] for img in deck.select("img")] == ["../../_images/fig.png", "../../_images/fig2.png"]
     links = [a["href"] for a in deck.select("a")]
     assert "../../book/ch.html#second" in links and "../../book/other.html#x" in links
-    assert "../../book/ch.html" in links                   # "read this chapter on the site"
+    assert "../../book/ch.html" in links                   # "the chapter" (on the site)
     sources = [s.get("src") for s in deck.find_all("script") if s.get("src")]
     assert "../../_vendor/mathjax/tex-chtml.js" in sources
     assert "../../_vendor/reveal.js/dist/reveal.js" in sources
@@ -145,14 +145,16 @@ def test_long_code_is_folded_and_long_sections_continue():
     short = BeautifulSoup("<pre>a\nb\n</pre>", "html.parser")
     slides._fold_pre(short, short.pre)
     assert short.pre.get_text() == "a\nb\n"
-    items = "".join(f"<li>{'word ' * 30}</li>" for _ in range(8))
-    page = BeautifulSoup(f"<section><h2>Long</h2><p>{'talk ' * 200}</p><ul>{items}</ul>"
+    items = "".join(f"<li>{'word ' * 15}</li>" for _ in range(6))     # 90 words: stays on the slide
+    page = BeautifulSoup(f"<section><h2>Long</h2><p>{'talk ' * 200}</p><ul>{items}</ul><ul>{items}</ul>"
+                         f"<ol><li>{'long ' * 101}</li></ol>"
                          "<div class='admonition key-points dropdown'><p class='admonition-title'>Key points</p>"
                          "<ul><li>one</li></ul></div></section>", "html.parser")
     parts = slides._paginated(page, list(page.section.children), "long", "Long", Path("."))
     assert len(parts) > 1 and parts[1].select_one("p.kicker").get_text() == "Long (continued)"
     assert all(slides.prose_words(p) <= slides.MAX_PROSE_WORDS for p in parts)
     assert parts[0].select_one("aside.notes").get_text().count("talk") == 200
+    assert "long" in parts[-1].select_one("aside.notes").get_text()     # a list over 100 words
     kept = [p.select_one("div.key-points") for p in parts if p.select_one("div.key-points")]
     assert kept and "dropdown" not in kept[0]["class"]
 

@@ -73,14 +73,14 @@ SLIDE_WIDTH, SLIDE_HEIGHT = 1280, 720
 HEIGHT_BUDGET = 560          # estimated pixels of content on one slide (heading included)
 IMAGE_MAX_HEIGHT = 470       # .reveal img's max-height (DECK_CSS)
 MAX_PROSE_WORDS = 100        # prose words on one slide before it continues on the next
-LIST_WORDS = 80              # a list longer than this is cut into parts
+LIST_WORDS = 100             # a list longer than this goes to the notes
 FOLD_LINES = 12              # a code block keeps this many lines on a slide
 KEEP_ADMONITIONS = ("key-points", "exercise")
 # What is not prose on a slide (CSS selectors; the browser check uses the same string).
 NOT_PROSE = "aside.notes, pre, code, div.math, span.math, span.tex, mjx-container, table, script, style"
 WORD = re.compile(r"[A-Za-z0-9]")
 
-# For a page open in the browser: one entry per slide (a section without sections inside),
+# For a deck open in the browser: one entry per slide (as reveal.js finds them),
 # with its prose words, its notes' words and its heights. Argument: NOT_PROSE.
 SLIDE_STATS_JS = r"""(notProse) => {
   const words = el => {
@@ -88,7 +88,8 @@ SLIDE_STATS_JS = r"""(notProse) => {
     c.querySelectorAll(notProse).forEach(n => n.remove());
     return c.textContent.split(/\s+/).filter(w => /[A-Za-z0-9]/.test(w)).length;
   };
-  const slides = [...document.querySelectorAll('.reveal .slides section')].filter(s => !s.querySelector('section'));
+  const slides = [...document.querySelectorAll('.reveal .slides > section')].flatMap(
+    s => s.querySelector(':scope > section') ? [...s.querySelectorAll(':scope > section')] : [s]);
   const shown = slides.map(s => [s, s.style.display]);
   slides.forEach(s => { s.style.display = 'block'; if (s.parentElement.tagName === 'SECTION') s.parentElement.style.display = 'block'; });
   const stats = slides.map((s, i) => {
@@ -282,6 +283,8 @@ def _on_slide(node) -> bool:
         return node.find("img") is not None or "rubric" in classes
     if node.name == "blockquote":
         return False
+    if node.name in ("ul", "ol", "dl"):
+        return prose_words(node) <= LIST_WORDS
     if "admonition" in classes:
         title = node.select_one(".admonition-title")
         if classes & set(KEEP_ADMONITIONS) or (title and title.get_text(strip=True).startswith("Learning objectives")):
@@ -290,11 +293,18 @@ def _on_slide(node) -> bool:
     return True
 
 
-def _fold_pre(soup: BeautifulSoup, pre: Tag, keep: int = FOLD_LINES) -> None:
+def _fold_pre(soup: BeautifulSoup, pre: Tag, keep: int = FOLD_LINES, refold: bool = False) -> None:
     """Keep the first `keep` lines of a code block, and say how many more there are."""
+    old = pre.select_one("span.fold")
+    hidden = int(re.search(r"\d+", old.get_text()).group()) if old else 0
+    if old:
+        old.decompose()
     lines = pre.get_text().rstrip("\n").split("\n")
-    if len(lines) <= keep + 2:
+    if len(lines) <= keep + 2 - 2 * refold:
+        if old:
+            pre.append(old)
         return
+    hidden += len(lines) - keep
     count = 0
     for string in [d for d in pre.descendants if isinstance(d, NavigableString)]:
         if count >= keep:
@@ -310,7 +320,7 @@ def _fold_pre(soup: BeautifulSoup, pre: Tag, keep: int = FOLD_LINES) -> None:
         else:
             count += newlines
     fold = soup.new_tag("span", attrs={"class": "fold"})
-    fold.string = f"... ({len(lines) - keep} more lines in the chapter)\n"
+    fold.string = f"... ({hidden} more lines in the chapter)\n"
     pre.append(fold)
 
 
@@ -357,14 +367,16 @@ def _height(node, folder: Path) -> float:
     for display in node.select("div.math"):
         tex = display.get_text()
         height += 46 * (tex.count("\\\\") + 1) + 20 + 30 * ("\\frac" in tex or "\\sum" in tex)
-    for row in node.find_all("tr"):
-        height += 30
+    for row in ([node] if node.name == "tr" else node.find_all("tr")):
+        cells = row.find_all(["td", "th"], recursive=False) or [row]
+        per_line = max(8, (SLIDE_WIDTH - 60) / len(cells) / 11)
+        height += 26 * max(math.ceil(len(" ".join(c.get_text(" ").split())) / per_line) for c in cells) + 8
     if node.select_one(".jupyter-widgets, script[type='application/vnd.jupyter.widget-view+json']"):
         height += 260
     text = copy.copy(node)
-    for inner in text.select("pre, div.math, table, img, script, style"):
+    for inner in text.select("pre, div.math, table, img, script, style, tr"):
         inner.decompose()
-    blocks = text.find_all(["p", "li", "dt", "dd"]) or ([text] if text.get_text(strip=True) else [])
+    blocks = text.find_all(["p", "li", "dt", "dd"]) or ([text] if text.name != "tr" and text.get_text(strip=True) else [])
     for block in blocks:
         if block.find(["p", "li"]):
             continue
@@ -384,30 +396,56 @@ def _fit_images(node: Tag, too_tall_by: float) -> None:
         img["style"] = f"max-height: {max(160, IMAGE_MAX_HEIGHT - too_tall_by / len(images)):.0f}px"
 
 
-def _split_list(soup: BeautifulSoup, node: Tag, limit: int = LIST_WORDS) -> list[Tag]:
-    """A list longer than `limit` prose words, as several lists (a numbered one keeps counting)."""
-    items = node.find_all("li", recursive=False)
-    if node.name not in ("ul", "ol") or prose_words(node) <= limit or len(items) < 2:
+def _items(node: Tag) -> tuple[str, str] | None:
+    """(container selector, item selector) of a node that may be cut into parts, or None."""
+    classes = _classes(node)
+    if node.name in ("ul", "ol"):
+        return ":scope", ":scope > li"
+    if node.select_one("div.citation-list"):
+        return "div.citation-list", ":scope > div.citation"
+    if node.select_one("table > tbody") and not node.select_one("table table"):
+        return "table > tbody", ":scope > tr"
+    if "admonition" in classes and node.select(":scope > ul, :scope > ol"):
+        return ":scope > ul, :scope > ol", ":scope > li"
+    return None
+
+
+def _parts(node, folder: Path, room: float = HEIGHT_BUDGET - 40,
+           words: int = MAX_PROSE_WORDS - 10) -> list:
+    """`node`, cut between its items (list items, references, table rows) into parts that fit."""
+    where = _items(node) if isinstance(node, Tag) else None
+    if where is None or (_height(node, folder) <= room and prose_words(node) <= words):
         return [node]
-    parts, current, words = [], [], 0
-    for item in items:
-        w = prose_words(item)
-        if current and words + w > limit:
-            parts.append(current)
-            current, words = [], 0
-        current.append(item)
-        words += w
-    parts.append(current)
-    lists, start = [], int(node.get("start", 1))
-    for part in parts:
-        new = soup.new_tag(node.name, attrs={k: v for k, v in node.attrs.items() if k != "start"})
-        if node.name == "ol" and start != 1:
-            new["start"] = str(start)
-        for item in part:
-            new.append(item.extract())
-        start += len(part)
-        lists.append(new)
-    return lists
+    container, item = where
+    items = node.select_one(container).select(item)
+    fixed = _height(node, folder) - sum(_height(i, folder) for i in items)
+    groups, current, height, count = [], [], fixed, 0
+    for i, it in enumerate(items):
+        h, w = _height(it, folder), prose_words(it)
+        if current and (height + h > room or count + w > words):
+            groups.append(current)
+            current, height, count = [], fixed, 0
+        current.append(i)
+        height += h
+        count += w
+    groups.append(current)
+    if len(groups) == 1:
+        return [node]
+    parts = []
+    for k, group in enumerate(groups):
+        part = copy.copy(node)
+        box = part.select_one(container)
+        for i, it in enumerate(box.select(item)):
+            if i not in group:
+                it.decompose()
+        if box.name == "ol" and group[0] > 0:
+            box["start"] = str(int(box.get("start", 1)) + group[0])
+        if k > 0:
+            for tagged in [part] + part.find_all(id=True):
+                if tagged.get("id") and not tagged.find_parent(class_=["citation"]) and "citation" not in _classes(tagged):
+                    del tagged["id"]
+        parts.append(part)
+    return parts
 
 
 def _kicker(soup: BeautifulSoup, text: str) -> Tag:
@@ -447,7 +485,7 @@ def _paginated(soup: BeautifulSoup, nodes: list, section_id: str | None, title: 
             _fold_pre(soup, pre)
         if "admonition" in _classes(node):
             node["class"] = [c for c in node["class"] if c != "dropdown"]
-        for part in _split_list(soup, node):
+        for part in _parts(node, folder):
             height, words = _height(part, folder), prose_words(part)
             chunk = chunks[-1]
             heading = part.name in ("h1", "h2", "h3", "h4", "h5", "h6")
@@ -461,6 +499,10 @@ def _paginated(soup: BeautifulSoup, nodes: list, section_id: str | None, title: 
                          "height": 30 + sum(_height(c, folder) for c in carried),
                          "words": sum(prose_words(c) for c in carried), "content": False}
                 chunks.append(chunk)
+            if chunk["height"] + height > HEIGHT_BUDGET and isinstance(part, Tag) and part.find("img"):
+                for pre in part.select("div.cell_input pre"):
+                    _fold_pre(soup, pre, keep=5, refold=True)
+                height = _height(part, folder)
             if chunk["height"] + height > HEIGHT_BUDGET and isinstance(part, Tag):
                 _fit_images(part, chunk["height"] + height - HEIGHT_BUDGET)
                 height = HEIGHT_BUDGET - chunk["height"]
@@ -488,12 +530,12 @@ def split(soup: BeautifulSoup, top: Tag, chapter_link: str, folder: Path,
     intro = [c for c in children if not (isinstance(c, Tag) and c.name == "section")]
     link = soup.new_tag("p", attrs={"class": "chapter-link"})
     anchor = soup.new_tag("a", href=chapter_link, target="_blank")
-    anchor.string = "Read this chapter on the course site"
+    anchor.string = "The chapter"
     link.append(anchor)
     if handout:
         link.append(" \N{MIDDLE DOT} ")
         pdf = soup.new_tag("a", href=handout, target="_blank", attrs={"class": "handout-link"})
-        pdf.string = "Handout: these slides with their notes (PDF)"
+        pdf.string = "Handout with notes (PDF)"
         link.append(pdf)
     title_slides = _paginated(soup, intro, top.get("id"), "", folder, extra=[link])
     title_slides[0]["class"] = ["title-slide"]
