@@ -315,6 +315,10 @@ def test_page_passes_the_accessibility_audit(reader, name):
     page = reader.open(html_path(name))
     wait_for_mathjax(page)
     check_images(page, name)
+    views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+    if views:       # audit the widgets as drawn
+        page.wait_for_function("n => document.querySelectorAll('.jupyter-widgets').length >= n", arg=views)
+        page.wait_for_timeout(500)
     check_axe(page, name)
 
 

@@ -138,6 +138,7 @@ DECK_CSS = """
 .reveal .citation, .reveal .footnote { font-size: 0.6em; }
 .reveal a { color: #1f5fae; }
 .reveal aside.notes { display: none; }
+.reveal .slide-number { background: #333; color: #fff; }
 """.replace("IMAGE_MAX_HEIGHT", str(IMAGE_MAX_HEIGHT))
 
 TEMPLATE = """<!doctype html>
@@ -213,6 +214,9 @@ def clean(top: Tag) -> None:
     """Remove what a slide must not show."""
     for node in top.select("div.solution, .solution, a.headerlink, button"):
         node.decompose()
+    # a reference list's entries hold backlinks, which role=list may not (axe-core)
+    for node in top.select(".citation-list[role=list]"):
+        del node["role"]
     for cell in top.select("div.cell"):
         classes = set(cell.get("class", []))
         if SKIPPED_TAG in classes:
@@ -372,7 +376,7 @@ def _height(node, folder: Path) -> float:
         per_line = max(8, (SLIDE_WIDTH - 60) / len(cells) / 11)
         height += 26 * max(math.ceil(len(" ".join(c.get_text(" ").split())) / per_line) for c in cells) + 8
     if node.select_one(".jupyter-widgets, script[type='application/vnd.jupyter.widget-view+json']"):
-        height += 260
+        height += 420
     text = copy.copy(node)
     for inner in text.select("pre, div.math, table, img, script, style, tr"):
         inner.decompose()
@@ -499,7 +503,8 @@ def _paginated(soup: BeautifulSoup, nodes: list, section_id: str | None, title: 
                          "height": 30 + sum(_height(c, folder) for c in carried),
                          "words": sum(prose_words(c) for c in carried), "content": False}
                 chunks.append(chunk)
-            if chunk["height"] + height > HEIGHT_BUDGET and isinstance(part, Tag) and part.find("img"):
+            if chunk["height"] + height > HEIGHT_BUDGET and isinstance(part, Tag) \
+                    and part.select_one("img, script[type='application/vnd.jupyter.widget-view+json']"):
                 for pre in part.select("div.cell_input pre"):
                     _fold_pre(soup, pre, keep=5, refold=True)
                 height = _height(part, folder)
