@@ -8,6 +8,10 @@
     // A control's accessible name must contain its visible text (WCAG 2.5.3, axe
     // label-content-name-mismatch): the search button shows "Search Ctrl+K" but is named
     // "Search"; togglebutton's summaries show "Show code cell source".
+    // (an icon inside a named control is decoration: Font Awesome's SVG titles, "Light",
+    // "Dark", count as its text otherwise)
+    root.querySelectorAll("button[aria-label] i, a[aria-label] i").forEach(function (i) { i.setAttribute("aria-hidden", "true"); });
+    root.querySelectorAll("button[aria-label] svg title, a[aria-label] svg title").forEach(function (t) { t.remove(); });
     root.querySelectorAll("button[aria-label], summary[aria-label], a[aria-label]").forEach(function (el) {
       var label = el.getAttribute("aria-label"), text = visible(el);
       if (text && label.toLowerCase().indexOf(text.toLowerCase()) < 0) {
