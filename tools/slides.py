@@ -407,7 +407,8 @@ def _items(node: Tag) -> tuple[str, str] | None:
         return ":scope", ":scope > li"
     if node.select_one("div.citation-list"):
         return "div.citation-list", ":scope > div.citation"
-    if node.select_one("table > tbody") and not node.select_one("table table"):
+    if (node.name == "table" or "pst-scrollable-table-container" in classes) \
+            and node.select_one("table > tbody") and not node.select_one("table table"):
         return "table > tbody", ":scope > tr"
     if "admonition" in classes and node.select(":scope > ul, :scope > ol"):
         return ":scope > ul, :scope > ol", ":scope > li"
