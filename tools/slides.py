@@ -31,8 +31,8 @@ The rule authors follow (README.md, "Slides"):
   out of the deck);
 * nothing scrolls: a slide whose estimated height passes ``HEIGHT_BUDGET`` pixels of
   the 1280x720 slide, or whose prose passes ``MAX_PROSE_WORDS`` words, continues on
-  a sub-slide headed "(continued)"; a figure too tall for what is left of its slide is
-  shrunk to fit (``make site-test`` measures every slide in Chromium);
+  a sub-slide headed "(continued)"; a figure cell too tall for what is left of its slide
+  folds its input to 5 lines (a widget's cell shows no input) and its figure shrinks to fit (``make site-test`` measures every slide in Chromium);
 * code cells show their input and output; a cell tagged ``hide-input``,
   ``remove-input`` or ``hide-slide-input`` shows only its output, and one tagged
   ``remove-slide`` is left out of the deck; ``remove-cell`` cells (check cells) are
@@ -508,6 +508,9 @@ def _paginated(soup: BeautifulSoup, nodes: list, section_id: str | None, title: 
                     and part.select_one("img, script[type='application/vnd.jupyter.widget-view+json']"):
                 for pre in part.select("div.cell_input pre"):
                     _fold_pre(soup, pre, keep=5, refold=True)
+                if part.select_one("script[type='application/vnd.jupyter.widget-view+json']"):
+                    for cell_input in part.select("div.cell_input"):      # a widget: its controls
+                        cell_input.decompose()
                 height = _height(part, folder)
             if chunk["height"] + height > HEIGHT_BUDGET and isinstance(part, Tag):
                 _fit_images(part, chunk["height"] + height - HEIGHT_BUDGET)
