@@ -32,7 +32,8 @@ The rule authors follow (README.md, "Slides"):
 * nothing scrolls: a slide whose estimated height passes ``HEIGHT_BUDGET`` pixels of
   the 1280x720 slide, or whose prose passes ``MAX_PROSE_WORDS`` words, continues on
   a sub-slide headed "(continued)"; a figure cell too tall for what is left of its slide
-  folds its input to 5 lines (a widget's cell shows no input) and its figure shrinks to fit (``make site-test`` measures every slide in Chromium);
+  folds its input to 5 lines (a widget's cell shows no input) and its figure shrinks to
+  fit (``make site-test`` measures every slide in Chromium);
 * code cells show their input and output; a cell tagged ``hide-input``,
   ``remove-input`` or ``hide-slide-input`` shows only its output, and one tagged
   ``remove-slide`` is left out of the deck; ``remove-cell`` cells (check cells) are
