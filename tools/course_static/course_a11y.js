@@ -11,7 +11,12 @@
     // (an icon inside a named control is decoration: Font Awesome's SVG titles, "Light",
     // "Dark", count as its text otherwise)
     root.querySelectorAll("button[aria-label] i, a[aria-label] i").forEach(function (i) { i.setAttribute("aria-hidden", "true"); });
-    root.querySelectorAll("button[aria-label] svg title, a[aria-label] svg title").forEach(function (t) { t.remove(); });
+    root.querySelectorAll("button[aria-label] svg, a[aria-label] svg").forEach(function (svg) {
+      svg.querySelectorAll("title").forEach(function (t) { t.remove(); });
+      svg.removeAttribute("aria-labelledby");
+      svg.removeAttribute("role");
+      svg.setAttribute("aria-hidden", "true");
+    });
     root.querySelectorAll("button[aria-label], summary[aria-label], a[aria-label]").forEach(function (el) {
       var label = el.getAttribute("aria-label"), text = visible(el);
       if (text && label.toLowerCase().indexOf(text.toLowerCase()) < 0) {
