@@ -8,7 +8,8 @@
 #   make test       set up .venv if needed, run the unit tests, doctests and every chapter under nbval
 #                   (two processes: chapters and unit tests run side by side)
 #   make site-test  open the built site in headless Chromium (Playwright) and check every chapter
-#   make slides     rebuild the slide decks from the built site (builds the site first if missing)
+#   make slides     rebuild the slide decks and their handouts (PDF, slides and speaker notes) from
+#                   the built site (builds the site first if missing)
 #   make student    the student edition (no solutions) into _build/student/_build/html
 #   make reader-check  run the shortest chapter's notebook in a fresh venv that has only the
 #                   companion wheel and a kernel, as a reader's download would (make test runs it too)
@@ -44,8 +45,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
-# The JavaScript the site serves itself (MathJax, reveal.js, the ipywidgets manager and
-# require.js), installed from the npm registry at the versions in vendor/package-lock.json.
+# The JavaScript the site serves itself (MathJax, reveal.js, the ipywidgets manager,
+# require.js, and axe-core for the accessibility audit of make site-test), installed from
+# the npm registry at the versions in vendor/package-lock.json.
 NODE_MODULES := vendor/node_modules
 NPM_STAMP    := $(NODE_MODULES)/.installed
 
@@ -56,10 +58,11 @@ $(NPM_STAMP): vendor/package.json vendor/package-lock.json
 # Copy it into a built site ($(1)), outside _static/ (Jupyter Book adds every file
 # under _static/ to every page).
 define copy_vendor
-	rm -rf $(1)/_vendor && mkdir -p $(1)/_vendor/mathjax $(1)/_vendor/reveal.js $(1)/_vendor/requirejs $(1)/_vendor/html-manager
+	rm -rf $(1)/_vendor && mkdir -p $(1)/_vendor/mathjax $(1)/_vendor/reveal.js $(1)/_vendor/requirejs $(1)/_vendor/html-manager $(1)/_vendor/axe-core
 	cd $(NODE_MODULES)/mathjax/es5 && cp -r tex-chtml.js input output ui a11y sre $(CURDIR)/$(1)/_vendor/mathjax/
 	cp -r $(NODE_MODULES)/reveal.js/dist $(NODE_MODULES)/reveal.js/LICENSE $(1)/_vendor/reveal.js/
 	cp $(NODE_MODULES)/requirejs/require.js $(1)/_vendor/requirejs/
+	cp $(NODE_MODULES)/axe-core/axe.min.js $(NODE_MODULES)/axe-core/LICENSE $(1)/_vendor/axe-core/
 	cd $(NODE_MODULES)/@jupyter-widgets/html-manager/dist && cp embed-amd.js *.woff *.woff2 *.ttf *.eot *.svg $(CURDIR)/$(1)/_vendor/html-manager/
 endef
 
@@ -71,7 +74,7 @@ book: $(STAMP) $(NPM_STAMP)
 	$(JUPYTER_BOOK) build . --all -W --keep-going
 	$(call copy_vendor,$(SITE))
 	$(BIN)/python tools/notebooks.py $(SITE)
-	$(BIN)/python tools/slides.py $(SITE)
+	$(BIN)/python tools/slides.py $(SITE) --handouts
 	$(BIN)/python tools/book_pdf.py $(SITE)
 	$(BIN)/python tests/check_site.py $(SITE)
 	$(BIN)/python tools/cpu_report.py --limit $(CPU_BUDGET)
@@ -85,14 +88,14 @@ draft: $(STAMP) $(NPM_STAMP)
 	$(JUPYTER_BOOK) build . -W --keep-going
 	$(call copy_vendor,$(SITE))
 	$(BIN)/python tools/notebooks.py $(SITE)
-	$(BIN)/python tools/slides.py $(SITE)
+	$(BIN)/python tools/slides.py $(SITE) --handouts
 	$(BIN)/python tools/cpu_report.py --limit $(CPU_BUDGET) --warn-only
 	@echo "The site is in $(SITE) (open $(SITE)/index.html)."
 
 slides: $(STAMP) $(NPM_STAMP)
 	test -f $(SITE)/index.html || $(MAKE) book
 	$(call copy_vendor,$(SITE))
-	$(BIN)/python tools/slides.py $(SITE)
+	$(BIN)/python tools/slides.py $(SITE) --handouts
 
 # Chromium: Debian's /usr/bin/chromium (`apt-get install chromium`; .ci/run installs it),
 # or the browser named by CHROMIUM=/path/to/chrome.
@@ -130,7 +133,7 @@ student: $(STAMP) $(NPM_STAMP)
 	$(JUPYTER_BOOK) build . --all -W --keep-going --config $(STUDENT)/_config.yml --path-output $(STUDENT)
 	$(call copy_vendor,$(STUDENT)/_build/html)
 	$(BIN)/python tools/notebooks.py $(STUDENT)/_build/html --student
-	$(BIN)/python tools/slides.py $(STUDENT)/_build/html
+	$(BIN)/python tools/slides.py $(STUDENT)/_build/html --handouts
 	$(BIN)/python tools/book_pdf.py $(STUDENT)/_build/html
 	$(BIN)/python tests/check_site.py $(STUDENT)/_build/html --student
 	@echo "The student edition is in $(STUDENT)/_build/html."

@@ -12,13 +12,29 @@ For every chapter (a notebook) also: the launch (Binder, Colab) and download
 (``.ipynb``) buttons are there and their local targets are valid notebooks, embedded
 widgets render, and the slides button opens a reveal.js deck that loads cleanly.
 Screenshots of each chapter and of a slide of its deck go to ``_build/screenshots/``.
+
+Every deck is also measured as the room sees it, at 1280x720 with MathJax typeset
+(``tools/slides.py``: ``SLIDE_STATS_JS``, prose as ``NOT_PROSE`` defines it): the median
+slide shows at most ``MEDIAN_PROSE_WORDS`` words of prose, none more than
+``MAX_PROSE_WORDS``, and no slide is taller than the screen (``scrollHeight <=
+clientHeight``).
+
+Accessibility: axe-core (served by the site from ``_vendor/axe-core``, installed from npm
+like reveal.js) audits every page of the toc and the first chapter's deck; a violation of
+impact "serious" or "critical" fails, with its rule, page and elements. And every content
+image of a page (in the article: cell outputs, figures) has alt text a screen reader can
+use: not empty, not its file name or a hash, at least ``MIN_ALT_CHARS`` characters.
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
+import posixpath
+import re
 import shutil
+import statistics
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +54,21 @@ SHOTS = Path(os.environ.get("COURSE_SCREENSHOTS", ROOT / "_build" / "screenshots
 sys.path.insert(0, str(ROOT))
 from conftest import is_notebook, toc_entries  # noqa: E402  (the repository's root conftest.py)
 TIMEOUT_MS = 60_000          # generous: the CI machine is small and may be busy
+MEDIAN_PROSE_WORDS = 40      # prose words on the median slide of a deck, at most
+MAX_PROSE_WORDS = 120        # and on any slide
+MIN_ALT_CHARS = 20           # a content image's alt text, at least
+AXE_FAILS_ON = ("serious", "critical")
+AXE = "_vendor/axe-core/axe.min.js"
+
+
+def _load_slides():
+    spec = importlib.util.spec_from_file_location("course_tools_slides", ROOT / "tools" / "slides.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+slides = _load_slides()
 
 
 def toc_pages() -> list[tuple[str, bool]]:
@@ -236,7 +267,96 @@ def test_chapter_buttons_widgets_and_slides(reader, name):
     wait_for_mathjax(deck)
     check_mathjax(deck, f"slides of {name}")
     check_images(deck, f"slides of {name}")
+    check_slides_fit(deck, name)
+    if name == CHAPTERS[0]:
+        check_axe(deck, f"slides of {name}")
     deck.evaluate("() => Reveal.slide(1, 0)")
     deck.wait_for_timeout(300)
     deck.screenshot(path=str(SHOTS / f"{shot_name}.slide.png"))
     reader.check_clean()
+
+
+def slide_stats(deck) -> list[dict]:
+    """Per slide: prose words, notes' words, scrollHeight, clientHeight (tools/slides.py)."""
+    deck.evaluate("() => document.fonts.ready.then(() => true)")
+    return deck.evaluate(slides.SLIDE_STATS_JS, slides.NOT_PROSE)
+
+
+def check_slides_fit(deck, name: str) -> None:
+    """Short slides, none taller than the 1280x720 screen."""
+    stats = slide_stats(deck)
+    words = [s["words"] for s in stats]
+    where = lambda s: f"slide {s['index'] + 1} ({s['title'][:40]!r})"  # noqa: E731
+    assert statistics.median(words) <= MEDIAN_PROSE_WORDS, \
+        f"slides of {name}: median {statistics.median(words)} prose words per slide (at most {MEDIAN_PROSE_WORDS})"
+    wordy = [f"{where(s)}: {s['words']} words" for s in stats if s["words"] > MAX_PROSE_WORDS]
+    assert not wordy, f"slides of {name}: more than {MAX_PROSE_WORDS} prose words on " + "; ".join(wordy)
+    tall = [f"{where(s)}: {s['scrollHeight']} px of content in {s['clientHeight']} px"
+            for s in stats if s["scrollHeight"] > s["clientHeight"]]
+    assert not tall, f"slides of {name}: taller than the screen: " + "; ".join(tall)
+
+
+def check_axe(page, where: str) -> None:
+    """No axe-core violation of impact serious or critical on the page as it is now."""
+    page.add_script_tag(path=str(SITE / AXE))
+    violations = page.evaluate("""async (fails) => {
+        const result = await axe.run(document, {resultTypes: ['violations']});
+        return result.violations.filter(v => fails.includes(v.impact)).map(v => ({
+            id: v.id, impact: v.impact, help: v.help,
+            targets: v.nodes.map(n => n.target.join(' '))}));
+    }""", list(AXE_FAILS_ON))
+    lines = [f"{where}: {v['impact']} {v['id']} ({v['help']}) at {len(v['targets'])} element(s): "
+             + ", ".join(v["targets"][:6]) for v in violations]
+    assert not lines, "axe-core:\n" + "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in PAGES])
+def test_page_passes_the_accessibility_audit(reader, name):
+    page = reader.open(html_path(name))
+    wait_for_mathjax(page)
+    check_images(page, name)
+    views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+    if views:       # audit the widgets as drawn
+        page.wait_for_function("n => document.querySelectorAll('.jupyter-widgets').length >= n", arg=views)
+        page.wait_for_timeout(500)
+    check_axe(page, name)
+
+
+HASH_LIKE = re.compile(r"^[0-9a-f]{16,}(\.\w+)?$", re.IGNORECASE)
+
+
+def alt_problem(src: str, alt: str | None) -> str | None:
+    """Why `alt` is no use to a screen reader for the image at `src` (None: it is)."""
+    alt = " ".join((alt or "").split())
+    name = posixpath.basename(src.split("?")[0])
+    if not alt:
+        return "no alt text"
+    alt_name = posixpath.basename(alt)       # myst-nb writes the image's path as its alt
+    if name in (alt, alt_name) or posixpath.splitext(name)[0] in (alt, alt_name) or HASH_LIKE.match(alt_name):
+        return f"alt text is its file name ({alt!r})"
+    if len(alt) < MIN_ALT_CHARS:
+        return f"alt text too short to describe it ({alt!r})"
+    return None
+
+
+def test_alt_rule():
+    assert alt_problem("../_images/abc.png", "") == "no alt text"
+    assert "file name" in alt_problem("../_images/0f3a9c2e1b7d4e5f6a7b.png", "0f3a9c2e1b7d4e5f6a7b.png")
+    assert "file name" in alt_problem("x/fig.png", "fig")
+    assert "file name" in alt_problem("../_images/3f2302164c.png", "../_images/3f2302164c.png")
+    assert "too short" in alt_problem("x/fig.png", "A plot")
+    assert alt_problem("x/fig.png", "Two panels: real digits left, VAE samples right, smoother.") is None
+
+
+@pytest.mark.parametrize("name", [name for name, _ in PAGES])
+def test_content_images_have_alt_text(name):
+    from bs4 import BeautifulSoup
+
+    path = SITE / html_path(name)
+    if not path.is_file():
+        pytest.skip(f"no built site in {SITE}: run `make book` first (make site-test does)")
+    article = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser").select_one("article.bd-article")
+    problems = [f"{img.get('src')}: {why}" for img in article.find_all("img")
+                if (why := alt_problem(img.get("src", ""), img.get("alt")))]
+    assert not problems, f"{name}: {len(problems)} content image(s) without a useful alt text:\n" \
+        + "\n".join(problems)

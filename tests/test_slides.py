@@ -4,7 +4,10 @@ The first tests build a deck from a small hand-written page and run in ``make te
 The tests marked ``site`` build each chapter's deck again from the built site (after
 ``make book``; ``make site-test`` runs them) and check it against the chapter's source:
 one slide per ``##`` section after the title slide, one sub-slide per ``###``, the
-executed figures, and no check cell (tag ``remove-cell``) or solution anywhere in it.
+executed figures, and no check cell (tag ``remove-cell``) or solution anywhere in it;
+every paragraph of the page is in the speaker notes of its section's slides; and the
+deck's handout (``slides/<page>.pdf``) has a page per slide and the notes' text.
+(The browser test measures the slides: words on them, and that each fits the screen.)
 """
 from __future__ import annotations
 
@@ -111,7 +114,7 @@ def test_urls_point_to_the_site_and_mathjax_is_the_local_one(deck):
     assert [img["src"] for img in deck.select("img")] == ["../../_images/fig.png", "../../_images/fig2.png"]
     links = [a["href"] for a in deck.select("a")]
     assert "../../book/ch.html#second" in links and "../../book/other.html#x" in links
-    assert "../../book/ch.html" in links                   # "read this chapter on the site"
+    assert "../../book/ch.html" in links                   # "the chapter" (on the site)
     sources = [s.get("src") for s in deck.find_all("script") if s.get("src")]
     assert "../../_vendor/mathjax/tex-chtml.js" in sources
     assert "../../_vendor/reveal.js/dist/reveal.js" in sources
@@ -119,6 +122,49 @@ def test_urls_point_to_the_site_and_mathjax_is_the_local_one(deck):
     assert any("MathJax" in (s.string or "") for s in deck.find_all("script"))
     # myst-nb's classes travel with every slide, so MathJax treats a deck like the page
     assert all("mathjax_ignore" in s["class"] for s in horizontal(deck))
+
+
+def test_paragraphs_go_to_the_notes_and_the_rest_stays_on_the_slide(deck):
+    first = horizontal(deck)[1]
+    notes = first.select_one("aside.notes")
+    assert notes is not None and "See" in notes.get_text() and notes.find("a")
+    shown = [c for c in first.children if getattr(c, "name", None) and c.name != "aside"]
+    assert not any(c.name == "p" and "See" in c.get_text() for c in shown)
+    assert first.select("div.cell_output img")                     # figures stay
+    second_a = horizontal(deck)[2].find_all("section", recursive=False)[0]
+    assert second_a.select_one("div.math") and not second_a.select_one("aside.notes div.math")
+    assert horizontal(deck)[3].select_one("div.exercise")          # exercises stay
+    assert "ch.pdf" in [a["href"] for a in deck.select("a.handout-link")]
+
+
+def test_long_code_is_folded_and_long_sections_continue():
+    soup = BeautifulSoup("<pre>" + "".join(f"line{i}\n" for i in range(30)) + "</pre>", "html.parser")
+    slides._fold_pre(soup, soup.pre)
+    text = soup.pre.get_text()
+    assert "line11" in text and "line12" not in text and "(18 more lines in the chapter)" in text
+    short = BeautifulSoup("<pre>a\nb\n</pre>", "html.parser")
+    slides._fold_pre(short, short.pre)
+    assert short.pre.get_text() == "a\nb\n"
+    items = "".join(f"<li>{'word ' * 15}</li>" for _ in range(6))     # 90 words: stays on the slide
+    page = BeautifulSoup(f"<section><h2>Long</h2><p>{'talk ' * 200}</p><ul>{items}</ul><ul>{items}</ul>"
+                         f"<ol><li>{'long ' * 101}</li></ol>"
+                         "<div class='admonition key-points dropdown'><p class='admonition-title'>Key points</p>"
+                         "<ul><li>one</li></ul></div></section>", "html.parser")
+    parts = slides._paginated(page, list(page.section.children), "long", "Long", Path("."))
+    assert len(parts) > 1 and parts[1].select_one("p.kicker").get_text() == "Long (continued)"
+    assert all(slides.prose_words(p) <= slides.MAX_PROSE_WORDS for p in parts)
+    assert parts[0].select_one("aside.notes").get_text().count("talk") == 200
+    assert "long" in parts[-1].select_one("aside.notes").get_text()     # a list over 100 words
+    kept = [p.select_one("div.key-points") for p in parts if p.select_one("div.key-points")]
+    assert kept and "dropdown" not in kept[0]["class"]
+
+
+def test_prose_words_leave_out_code_math_tables_and_notes():
+    soup = BeautifulSoup("<section><h2>Two words</h2><p>three more words <code>not counted</code> "
+                         "<span class='math'>\\(x + y\\)</span></p><pre>code here</pre>"
+                         "<table><tr><td>cell words</td></tr></table>"
+                         "<aside class='notes'>many notes words</aside></section>", "html.parser")
+    assert slides.prose_words(soup.section) == 5
 
 
 # ------------------------------------------------------------------ the built decks
@@ -205,3 +251,67 @@ def test_chapter_deck_follows_its_source(name):
     for source in solutions + checks:
         if len(normalized(source)) >= 20:
             assert normalized(source) not in text, f"{name}: hidden cell on a slide:\n{source}"
+
+
+def _paragraph_texts(section) -> list[str]:
+    """The paragraphs of a page's section (and its #### parts), outside lists and admonitions."""
+    found = []
+    for child in section.children:
+        if getattr(child, "name", None) == "p" and not child.find("img"):
+            found.append(normalized(child.get_text(" ")))
+        elif getattr(child, "name", None) == "section" and not child.find(["h2", "h3"], recursive=False):
+            found += _paragraph_texts(child)
+    return [t for t in found if t]
+
+
+@site_test
+@pytest.mark.parametrize("name", toc_chapters())
+def test_paragraphs_are_in_the_speaker_notes(name):
+    page, deck_path = SITE / f"{name}.html", SITE / "slides" / f"{name}.html"
+    if not deck_path.is_file():
+        pytest.skip(f"no built site in {SITE}: run `make book` first (make site-test does)")
+    article = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").select_one("article.bd-article")
+    for node in article.select(".solution, a.headerlink"):
+        node.decompose()
+    deck = BeautifulSoup(deck_path.read_text(encoding="utf-8"), "html.parser")
+    slides_by_id = {s["id"]: s for s in deck.select("div.slides section[id]")}
+    for section in article.select("section[id]"):
+        if not section.find(["h2", "h3"], recursive=False):
+            continue
+        paragraphs = _paragraph_texts(section)
+        if not paragraphs:
+            continue
+        # (the first ### of a ## with nothing of its own shares the ##'s slide and id)
+        slide = slides_by_id.get(section["id"]) or slides_by_id.get(section.find_parent("section").get("id"))
+        assert slide is not None, f"{name}: no slide for section #{section['id']}"
+        # the section's slide and its continuation slides (no id of their own)
+        run, sibling = [slide], slide.find_next_sibling("section")
+        while sibling is not None and not sibling.get("id"):
+            run.append(sibling)
+            sibling = sibling.find_next_sibling("section")
+        notes = normalized(" ".join(a.get_text(" ") for s in run for a in s.select("aside.notes")))
+        missing = [p[:60] for p in paragraphs if p not in notes]
+        assert not missing, f"{name}: #{section['id']} lost paragraphs that are not in its notes: {missing}"
+
+
+@site_test
+@pytest.mark.parametrize("name", toc_chapters())
+def test_handout_has_every_slide_and_the_notes(name):
+    pypdf = pytest.importorskip("pypdf")
+    deck_path = SITE / "slides" / f"{name}.html"
+    if not deck_path.is_file():
+        pytest.skip(f"no built site in {SITE}: run `make book` first (make site-test does)")
+    handout = slides.handout_path(deck_path)
+    assert handout.is_file(), f"{handout} missing: make book prints it (tools/slides.py --handouts)"
+    deck = BeautifulSoup(deck_path.read_text(encoding="utf-8"), "html.parser")
+    assert deck.select_one(f'a.handout-link[href="{handout.name}"]'), f"{name}: the deck does not link its handout"
+    reader = pypdf.PdfReader(handout)
+    assert len(reader.pages) >= len(horizontal(deck)), \
+        f"{name}: {len(reader.pages)} handout pages for {len(horizontal(deck))} slides"
+    text = normalized(" ".join(p.extract_text() or "" for p in reader.pages))
+    words = lambda t: re.findall(r"[A-Za-z]{4,}", t)  # noqa: E731  (PDF text breaks lines and hyphens)
+    pdf_words = set(words(text))
+    for aside in deck.select("aside.notes"):
+        note = words(aside.get_text(" "))[:12]
+        missing = [w for w in note if w not in pdf_words]
+        assert len(missing) <= len(note) // 4, f"{name}: handout lacks the notes {note}: missing {missing}"

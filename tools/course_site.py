@@ -19,6 +19,13 @@ the second copy throws "Identifier has already been declared"), and it sets the 
 mode" as a console error on a reader's first visit; the figures are drawn for a light
 background). The browser test (tests/test_site_browser.py) fails on either error.
 
+It adds ``course_static/course_a11y.js`` and ``.css`` to every page: fixes for what the
+accessibility audit (axe-core in ``make site-test``) finds in the theme's and the widget
+manager's HTML: names of buttons and summaries that include their visible text, slider
+handles named by their label, an alt text for a figure a widget draws (from the static
+figure of its cell), no ``role=list`` on reference lists whose entries hold backlinks, and
+links in admonitions dark enough for their tinted background.
+
 The directive ``execution-cpu-table`` (on the execution status page) shows what each
 chapter cost to execute in this build, from the report that ``tools/execute.py`` writes
 beside myst-nb's jupyter-cache (``tools/cpu_report.py``): CPU and wall seconds, the
@@ -156,6 +163,11 @@ document.addEventListener("DOMContentLoaded", function () {
 """
 
 
+def add_accessibility_fixes(app: Sphinx, config: Any) -> None:
+    """course_static/course_a11y.{js,css}: what axe-core (make site-test) found in the theme."""
+    config.html_static_path.append(str(Path(__file__).with_name("course_static")))
+
+
 def light_by_default(app: Sphinx, config: Any) -> None:
     # pydata-sphinx-theme reads the default colour mode from html_context.
     config.html_context.setdefault("default_mode", "light")
@@ -288,6 +300,9 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("execution-cpu-table", ExecutionCpuTable)
     write_cached_outputs_too()
     app.connect("config-inited", light_by_default)
+    app.connect("config-inited", add_accessibility_fixes)
+    app.add_js_file("course_a11y.js", priority=900)
+    app.add_css_file("course_a11y.css", priority=900)
     # After every extension, the theme's included, is loaded; before Sphinx reads.
     app.connect("builder-inited", declare_audited_extensions)
     app.add_js_file(None, body=MATHJAX2_HUB_SHIM, priority=100)
