@@ -27,17 +27,13 @@ use: not empty, not its file name or a hash, at least ``MIN_ALT_CHARS`` characte
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import os
 import posixpath
 import re
-import shutil
 import statistics
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -69,6 +65,8 @@ def _load_slides():
 
 
 slides = _load_slides()
+sys.path.insert(0, str(ROOT / "tools"))
+import browser as browser_tools  # noqa: E402  (tools/browser.py: the Chromium and the local server)
 
 
 def toc_pages() -> list[tuple[str, bool]]:
@@ -81,35 +79,18 @@ PAGES = toc_pages()
 CHAPTERS = [name for name, notebook in PAGES if notebook]
 
 
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server():
     if not (SITE / "index.html").is_file():
         pytest.skip(f"no built site in {SITE}: run `make book` first (make site-test does)")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(SITE)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with browser_tools.serve(SITE) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
-    executable = chromium_path()
+    executable = browser_tools.chromium_path()
     if executable is None:
         pytest.fail("no Chromium found: `apt-get install chromium` (Debian) or set CHROMIUM=/path/to/chrome")
     with sync_api.sync_playwright() as p:
