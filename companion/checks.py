@@ -26,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TypeVar
 
@@ -65,7 +66,7 @@ def model_dtype(model: nn.Module, default: torch.dtype | None = None) -> torch.d
     A model with none (a fixed map such as a logit or a permutation) computes in the
     dtype of what it is given: pass that as ``default`` (else PyTorch's default dtype).
     """
-    for t in (*model.parameters(), *model.buffers()):
+    for t in itertools.chain(model.parameters(), model.buffers()):   # lazily: stops at the first
         if t.is_floating_point():
             return t.dtype
     return torch.get_default_dtype() if default is None else default
@@ -73,7 +74,7 @@ def model_dtype(model: nn.Module, default: torch.dtype | None = None) -> torch.d
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of ``model``'s parameters or buffers (the CPU for a model with neither)."""
-    for t in (*model.parameters(), *model.buffers()):
+    for t in itertools.chain(model.parameters(), model.buffers()):   # lazily: the first one decides
         return t.device
     return torch.device("cpu")
 

@@ -10,8 +10,9 @@ GAN's, and its row says so by carrying its own ``fit``.
 
 All likelihoods are in nats per image of integer grey levels 0..16, so they can be
 compared with each other and with the uniform model's :math:`64 \ln 17 = 181.3`: the
-ARM's is exact, the others are upper bounds (the VAE's importance-weighted bound, the
-flow's dequantisation bound, diffusion's variational bound), and the GAN has none.
+ARM's is exact, the others are upper bounds in expectation over their random draws (the
+VAE's importance-weighted bound, the flow's dequantisation bound, diffusion's variational
+bound; one evaluation is a random estimate), and the GAN has none.
 
 The four calls: :func:`build` a model, :func:`fit` it on the train split,
 :func:`generate` images ``(n, 1, 8, 8)`` in [0, 1] for the figures and metrics, and
