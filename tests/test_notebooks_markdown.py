@@ -185,6 +185,17 @@ def test_the_check_compares_equation_numbers_and_numbers_with_the_page():
     assert notebook_check.differences(nb, swapped)
 
 
+def test_the_numbers_of_math_are_read_as_jupyter_shows_them():
+    # Jupyter keeps $ math away from the Markdown: the _ of L_1 and L_k is no emphasis, so
+    # the notebook shows the same TeX, and the same numbers, as the page.
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "with $\\mathcal{L}_1 = \\mathcal{L}$ and $\\mathcal{L}_k \\le \\mathcal{L}_{k+1} \\le \\log p_\\theta(x)$."
+        " (Theorem 1)")])
+    page = ("<main><p>with \\(\\mathcal{L}_1 = \\mathcal{L}\\) and "
+            "\\(\\mathcal{L}_k \\le \\mathcal{L}_{k+1} \\le \\log p_\\theta(x)\\). (Theorem 1)</p></main>")
+    assert notebook_check.differences(nb, page) == []
+
+
 def test_check_site_reads_each_notebook_against_its_page_and_the_student_edition_has_no_solution(tmp_path):
     (tmp_path / "_notebooks" / "book").mkdir(parents=True)
     (tmp_path / "book").mkdir()

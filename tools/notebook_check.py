@@ -25,9 +25,14 @@ from pathlib import Path
 import nbformat
 from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
+from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 NOTEBOOKS_DIR = "_notebooks"
 COMMONMARK = MarkdownIt("commonmark")
+# For the numbers a reader sees: Jupyter and Colab keep $ math away from the Markdown, so
+# the _ in $\mathcal{L}_1$ is not emphasis (plain CommonMark would eat it and show "L1").
+WITH_MATH = MarkdownIt("commonmark").use(dollarmath_plugin, double_inline=True)
+MATH_INLINE = ("math_inline", "math_inline_double")
 ROLE_BEFORE_CODE = re.compile(r"\{[A-Za-z][\w:.+-]*\}$")
 PROSE_PATTERNS = {
     "directive": re.compile(r"^\s*(:{3,}|`{3,}|~{3,})\s*\{", re.M),
@@ -43,14 +48,15 @@ SOLUTION = re.compile(r"<summary>Solution to ")
 
 
 def prose(tokens) -> str:
-    """The text a reader sees in rendered markdown, without code (inline or block)."""
+    """The text a reader sees in rendered markdown, without code (inline or block); math as TeX."""
     parts = []
     for token in tokens:
         if token.type == "inline":
-            parts += [child.content if child.type in ("text", "html_inline") else "\n"
-                      for child in token.children if child.type in ("text", "html_inline", "softbreak", "hardbreak")]
+            parts += [child.content if child.type in ("text", "html_inline", *MATH_INLINE) else "\n"
+                      for child in token.children
+                      if child.type in ("text", "html_inline", "softbreak", "hardbreak", *MATH_INLINE)]
             parts.append("\n")
-        elif token.type == "html_block":
+        elif token.type in ("html_block", "math_block"):
             parts.append(token.content)
     return "".join(parts)
 
@@ -107,7 +113,7 @@ def notebook_numbers(nb: nbformat.NotebookNode) -> tuple[list[str], list[str]]:
     """The numbers in the notebook's rendered markdown (math as TeX), and its ``\\tag``s."""
     markdown = markdown_text(nb)
     equations = TAG.findall(markdown)
-    return NUMBER.findall(prose(COMMONMARK.parse(TAG.sub("", markdown)))), equations
+    return NUMBER.findall(prose(WITH_MATH.parse(TAG.sub("", markdown)))), equations
 
 
 def differences(nb: nbformat.NotebookNode, page_html: str) -> list[str]:
