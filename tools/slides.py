@@ -71,11 +71,12 @@ INPUT_HIDDEN_TAGS = ("tag_hide-input", "tag_remove-input", "tag_hide-slide-input
 SKIPPED_TAG = "tag_remove-slide"
 REVEAL = "_vendor/reveal.js"
 SLIDE_WIDTH, SLIDE_HEIGHT = 1280, 720
-HEIGHT_BUDGET = 560          # estimated pixels of content on one slide (heading included)
+HEIGHT_BUDGET = 520          # estimated pixels of content on one slide (heading included; the
+                             # estimate runs short by up to ~50 px on tables of citations)
 IMAGE_MAX_HEIGHT = 470       # .reveal img's max-height (DECK_CSS)
 MAX_PROSE_WORDS = 100        # prose words on one slide before it continues on the next
 LIST_WORDS = 100             # a list longer than this goes to the notes
-FOLD_LINES = 12              # a code block keeps this many lines on a slide
+FOLD_LINES = 10              # a code block keeps this many lines on a slide
 KEEP_ADMONITIONS = ("key-points", "exercise")
 # What is not prose on a slide (CSS selectors; the browser check uses the same string).
 NOT_PROSE = "aside.notes, pre, code, div.math, span.math, span.tex, mjx-container, table, script, style"
