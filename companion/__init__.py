@@ -46,4 +46,4 @@ model's dtype), grey levels where intensities are expected or the reverse,
 labels out of range, an empty batch, NaN - raises a ``ValueError`` that says
 what was expected (:mod:`companion.checks`).
 """
-__version__ = "0.2.0"
+__version__ = "0.3.0"
