@@ -26,6 +26,7 @@ from torch import nn
 from companion import checks
 from companion.attention import head_dim, scaled_dot_product_attention, sinusoidal_embedding
 from companion.clip import TextEncoder, encode_once
+from companion.denoisers import check_denoiser_inputs
 
 __all__ = ["CrossAttention", "CrossAttentionConfig", "CrossAttentionDenoiser"]
 
@@ -142,10 +143,7 @@ class CrossAttentionDenoiser(nn.Module):
         return self
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        z = checks.floats("z", z, "b k", model=self, k=self.config.latent_dim)
-        checks.tensor("t", t, "b", b=z.shape[0])
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise ValueError(f"expected integer timesteps t, got {t.dtype}")
+        z = check_denoiser_inputs(self, z, "b k", t, k=self.config.latent_dim)   # t: (b,) int64 >= 0
         checks.tensor("tokens", tokens, "b n", b=z.shape[0])
         context, mask = encode_once(self.text.token_states, tokens, self._memo)   # (b, n + 1, text_dim), (b, n + 1)
         e = self.time(sinusoidal_embedding(t, self.config.dim).to(z.dtype))   # (b, dim)

@@ -72,7 +72,7 @@ class _Conditioning(nn.Module):
         return e
 
 
-def _check_inputs(net: nn.Module, x: object, pattern: str, t: object, **sizes: int) -> torch.Tensor:
+def check_denoiser_inputs(net: nn.Module, x: object, pattern: str, t: object, **sizes: int) -> torch.Tensor:
     """``x`` as floats of ``pattern`` on ``net``'s device and dtype; ``t: (b,)`` int64 timesteps >= 0 beside it."""
     x = checks.floats("x", x, pattern, model=net, **sizes)
     checks.tensor("t", t, "b", b=x.shape[0])
@@ -130,7 +130,7 @@ class MLPDenoiser(nn.Module):
                 context: torch.Tensor | None = None) -> torch.Tensor:
         """``x: (b, d)``, ``t: (b,)`` int64, ``y: (b,)`` or None, ``context: (b, context_dim)``
         or None -> predicted noise ``(b, d)``."""
-        x = _check_inputs(self, x, "b d", t, d=self.config.data_dim)
+        x = check_denoiser_inputs(self, x, "b d", t, d=self.config.data_dim)
         e = self.cond(t, y, context)
         h = self.inp(x)
         for lin_in, lin_emb, lin_out in zip(self.blocks_in, self.blocks_emb, self.blocks_out):
@@ -210,7 +210,7 @@ class TinyUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``x: (b, 1, 8, 8)``, ``t: (b,)`` int64, ``y: (b,)`` or None -> noise ``(b, 1, 8, 8)``."""
-        x = _check_inputs(self, x, "b 1 8 8", t)
+        x = check_denoiser_inputs(self, x, "b 1 8 8", t)
         e = self.cond(t, y)
         h1 = self.down1(self.inp(x), e)                               # (b, C, 8, 8)
         h2 = self.down2(self.downsample(h1), e)                       # (b, 2C, 4, 4)

@@ -72,6 +72,8 @@ def test_bad_input_is_refused(denoiser, tokenizer):
         denoiser(torch.zeros(2, 5), torch.tensor([0, 1]), tokenizer.encode(["one", "two"]))
     with pytest.raises(ValueError, match="integer"):
         denoiser(torch.zeros(2, 4), torch.tensor([0.5, 1.0]), tokenizer.encode(["one", "two"]))
+    with pytest.raises(ValueError, match=">= 0"):
+        denoiser(torch.zeros(2, 4), torch.tensor([-1, 1]), tokenizer.encode(["one", "two"]))
     with pytest.raises(ValueError, match="shape"):
         denoiser(torch.zeros(2, 4), torch.tensor([0, 1]), tokenizer.encode(["one"]))
     with pytest.raises(ValueError, match="bool"):

@@ -27,7 +27,6 @@ use: not empty, not its file name or a hash, at least ``MIN_ALT_CHARS`` characte
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import posixpath
@@ -57,16 +56,9 @@ AXE_FAILS_ON = ("serious", "critical")
 AXE = "_vendor/axe-core/axe.min.js"
 
 
-def _load_slides():
-    spec = importlib.util.spec_from_file_location("course_tools_slides", ROOT / "tools" / "slides.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-slides = _load_slides()
 sys.path.insert(0, str(ROOT / "tools"))
 import browser as browser_tools  # noqa: E402  (tools/browser.py: the Chromium and the local server)
+import slides  # noqa: E402  (tools/slides.py: the prose-word count and the slide measurement)
 
 
 def toc_pages() -> list[tuple[str, bool]]:
